@@ -1,0 +1,83 @@
+//! Alarms (claim 5) and what they carry: the recovery point when a primary fails ([DESIGN] 8),
+//! and the loss report that closes the alarm once the old primary's divergent suffix is known.
+
+use crate::protocol::QuarantineSummary;
+use crate::time::Time;
+use crate::types::{Cluster, Epoch, Lsn, Shard};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Which alarm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// The first alarm: the primary cluster failed.
+    PrimaryFailed,
+    /// The second alarm: the backup cluster failed (no disaster recovery is possible).
+    BackupFailed,
+}
+
+/// An alarm for an operator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// Unique, increasing id.
+    pub id: u64,
+    /// Which alarm.
+    pub kind: AlarmKind,
+    /// The cluster that failed.
+    pub cluster: Cluster,
+    /// When it was raised (controller clock).
+    pub raised_at: Time,
+    /// The epoch in force when the failure was declared.
+    pub epoch: Epoch,
+    /// Nodes answering when the failure was declared, and the cluster's size.
+    pub available_nodes: (usize, usize),
+    /// First alarm only: per shard, what is known of the recovery point.
+    pub recovery_point: BTreeMap<Shard, RecoveryPoint>,
+}
+
+/// The recovery point of one shard, as far as anyone can know it while the primary is gone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryPoint {
+    /// The backup's applied position, frozen by the stop; `None` if the backup node did not
+    /// answer the stop (then it is not known).
+    pub backup_applied: Option<Lsn>,
+    /// The primary's last reported position and when it was reported; `None` if it never
+    /// reported.
+    pub primary_reported: Option<(Lsn, Time)>,
+    /// Writes the primary surely had and the backup surely lacks: a lower bound on the loss,
+    /// known only when both positions are.
+    pub surely_unapplied: Option<u64>,
+    /// The end of the window in which the primary may have accepted more writes: the end of
+    /// its last lease, on the controller's clock. Writes after its last report and before this
+    /// may exist that nobody can count until the old primary returns.
+    pub window_end: Time,
+}
+
+/// How an alarm was closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Resolution {
+    /// The failed primary came back before any promotion: nothing was lost.
+    PrimaryResumed,
+    /// The old primary rejoined as backup: per shard, what it moved to quarantine.
+    LossReport(BTreeMap<Shard, QuarantineSummary>),
+    /// The backup cluster is available again.
+    BackupRecovered,
+}
+
+/// An alarm raised or closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AlarmEvent {
+    /// A new alarm.
+    Raised(Alarm),
+    /// An alarm closed, and why.
+    Cleared {
+        /// The alarm's id.
+        id: u64,
+        /// Which alarm.
+        kind: AlarmKind,
+        /// When (controller clock).
+        at: Time,
+        /// How it was resolved.
+        resolution: Resolution,
+    },
+}

@@ -1,0 +1,817 @@
+//! The controller: a sans-IO state machine that implements claims 1-7 with fencing.
+//!
+//! Order of calls, for whoever drives it (the tokio service, the simulator, a test):
+//! 1. [`Controller::new`] (first start) or [`Controller::restore`] (after a restart, with the
+//!    last persisted [`Durable`] state).
+//! 2. Whenever the clock reaches [`Controller::next_tick`], call [`Controller::tick`].
+//! 3. Feed every node report with [`Controller::handle_report`] and every config-center answer
+//!    with [`Controller::handle_publish_reply`].
+//! 4. After each call, drain [`Controller::poll_action`] and carry the actions out in order.
+//!    A [`Action::Persist`] must be durable before any action after it is carried out.
+//!
+//! The controller owns no clock, socket or randomness: `now` is always an argument.
+
+mod alarm;
+mod health;
+
+pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
+pub use health::{Availability, ClusterHealth, NodeView};
+
+use crate::params::Params;
+use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route};
+use crate::time::Time;
+use crate::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// The two clusters' shape and the users of each shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Topology {
+    /// Nodes in each cluster (equal: node `a/i` pairs with `b/i`).
+    pub nodes_per_cluster: u16,
+    /// Every node's address.
+    pub addresses: BTreeMap<NodeId, String>,
+    /// Every user and the shard it uses.
+    pub users: BTreeMap<UserId, Shard>,
+}
+
+impl Topology {
+    /// Every node of `cluster`.
+    pub fn nodes(&self, cluster: Cluster) -> impl Iterator<Item = NodeId> {
+        (0..self.nodes_per_cluster).map(move |i| NodeId::new(cluster, i))
+    }
+
+    /// Every node of both clusters.
+    pub fn all_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        Cluster::BOTH.into_iter().flat_map(|c| self.nodes(c))
+    }
+
+    /// The route to `node` in `epoch`.
+    pub fn route(&self, epoch: Epoch, node: NodeId) -> Route {
+        Route {
+            epoch,
+            node,
+            address: self.addresses.get(&node).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+/// The controller's state that must survive a restart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Durable {
+    /// The current epoch. Never decreases.
+    pub epoch: Epoch,
+    /// The writable cluster of `epoch`.
+    pub primary: Cluster,
+    /// Whether the backup cluster has joined `epoch` (false after a failover, until the old
+    /// primary recovers and rejoins).
+    pub backup_joined: bool,
+    /// Per shard, the primary's log position when it was promoted in `epoch`: the point up to
+    /// which the backup's log is shared, and after which it is divergent.
+    pub stop_points: BTreeMap<Shard, Lsn>,
+    /// Alarms not yet closed.
+    pub open_alarms: BTreeMap<u64, Alarm>,
+    /// The next alarm id.
+    pub next_alarm_id: u64,
+}
+
+/// Where the controller is in the failover story.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The primary serves; the backup replicates from it (or is away).
+    Normal,
+    /// The primary has failed: it is being fenced, replication is stopped, and the controller
+    /// waits for the stop answers, the old leases to expire, and the backup check.
+    Failover {
+        /// When the primary was declared failed.
+        detected_at: Time,
+        /// After this, the first alarm is raised even if some backup nodes did not answer.
+        stop_deadline: Time,
+        /// Whether the first alarm is out.
+        alarm_raised: bool,
+    },
+    /// Both clusters have failed: nothing is promoted until one of them is available again.
+    DoubleFailure,
+}
+
+/// Something that happened inside the controller, for logs, traces and timelines.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Note {
+    /// A cluster's declared availability changed.
+    ClusterDeclared {
+        /// The cluster.
+        cluster: Cluster,
+        /// Its new state.
+        availability: Availability,
+        /// Available nodes and total at the deciding evaluation.
+        nodes: (usize, usize),
+    },
+    /// The primary was declared failed: failover begins.
+    FailoverStarted {
+        /// The failed primary.
+        cluster: Cluster,
+    },
+    /// Both clusters have failed.
+    DoubleFailure,
+    /// A cluster was made writable in a new epoch.
+    Promoted {
+        /// The new epoch.
+        epoch: Epoch,
+        /// The cluster.
+        cluster: Cluster,
+        /// Whether this was the old primary resuming (no failover) rather than a failover.
+        resumed: bool,
+    },
+    /// A shard's stop point in the current epoch became known.
+    StopPoint {
+        /// The shard.
+        shard: Shard,
+        /// Its stop point.
+        lsn: Lsn,
+    },
+    /// The recovered old primary cluster joins the epoch as backup.
+    BackupRejoining {
+        /// The cluster.
+        cluster: Cluster,
+    },
+    /// The config center stored the configs of `epoch`.
+    PublishAcked {
+        /// The epoch.
+        epoch: Epoch,
+    },
+}
+
+/// What the controller asks its driver to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Action {
+    /// Send a heartbeat to a node and feed its report back.
+    Heartbeat {
+        /// The node.
+        node: NodeId,
+        /// The heartbeat.
+        heartbeat: Heartbeat,
+    },
+    /// Publish every user's config for an epoch through the config center (claim 3).
+    Publish {
+        /// The epoch.
+        epoch: Epoch,
+        /// One config per user.
+        configs: Vec<UserConfig>,
+    },
+    /// Raise or close an alarm.
+    Alarm(AlarmEvent),
+    /// Make this state durable before carrying out any later action.
+    Persist(Durable),
+    /// Something happened (for logs and traces only).
+    Note(Note),
+}
+
+/// A deliberately broken controller, for proving that the simulator's checkers catch bugs.
+/// Exists only with the `mutants` feature, which the real binary never enables.
+#[cfg(feature = "mutants")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Mutation {
+    /// The correct controller.
+    #[default]
+    None,
+    /// Fencing switched off: no fence commands, effectively endless leases, and promotion
+    /// without waiting for the old primary's leases to expire.
+    NoFencing,
+}
+
+/// The controller state machine.
+#[derive(Debug)]
+pub struct Controller {
+    params: Params,
+    topology: Topology,
+    durable: Durable,
+    phase: Phase,
+    health: BTreeMap<Cluster, ClusterHealth>,
+    nodes: BTreeMap<NodeId, NodeView>,
+    /// When the controller (re)started: nodes get one timeout of grace, and every lease granted
+    /// before a restart is treated as live until one lease wait after it.
+    started_at: Time,
+    round: u64,
+    round_sent_at: BTreeMap<u64, Time>,
+    next_tick: Time,
+    published: Epoch,
+    publish_sent_at: Option<Time>,
+    actions: VecDeque<Action>,
+    #[cfg(feature = "mutants")]
+    mutation: Mutation,
+}
+
+impl Controller {
+    /// A controller starting for the first time: epoch 1, cluster `a` primary.
+    pub fn new(params: Params, topology: Topology, now: Time) -> Controller {
+        let durable = Durable {
+            epoch: Epoch(0),
+            primary: Cluster::A,
+            backup_joined: true,
+            stop_points: BTreeMap::new(),
+            open_alarms: BTreeMap::new(),
+            next_alarm_id: 1,
+        };
+        let mut controller = Controller::restore(params, topology, durable, now);
+        controller.promote(Cluster::A, true, now);
+        controller
+    }
+
+    /// A controller restarting from its persisted state. It treats every lease it may have
+    /// granted before the restart as live for one more lease wait.
+    pub fn restore(params: Params, topology: Topology, durable: Durable, now: Time) -> Controller {
+        let n = topology.nodes_per_cluster as usize;
+        let nodes = topology
+            .all_nodes()
+            .map(|node| (node, NodeView::default()))
+            .collect();
+        let mut controller = Controller {
+            health: Cluster::BOTH
+                .into_iter()
+                .map(|c| (c, ClusterHealth::new(n)))
+                .collect(),
+            params,
+            topology,
+            durable,
+            phase: Phase::Normal,
+            nodes,
+            started_at: now,
+            round: 0,
+            round_sent_at: BTreeMap::new(),
+            next_tick: now,
+            published: Epoch(0),
+            publish_sent_at: None,
+            actions: VecDeque::new(),
+            #[cfg(feature = "mutants")]
+            mutation: Mutation::None,
+        };
+        if controller.durable.epoch > Epoch(0) {
+            controller.publish(now);
+        }
+        controller
+    }
+
+    /// Breaks the controller on purpose (simulator builds only).
+    #[cfg(feature = "mutants")]
+    pub fn set_mutation(&mut self, mutation: Mutation) {
+        self.mutation = mutation;
+    }
+
+    fn fencing(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        if self.mutation == Mutation::NoFencing {
+            return false;
+        }
+        true
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The durable state.
+    pub fn durable(&self) -> &Durable {
+        &self.durable
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// A cluster's debounced health.
+    pub fn health(&self, cluster: Cluster) -> &ClusterHealth {
+        &self.health[&cluster]
+    }
+
+    /// What the controller knows of a node.
+    pub fn node(&self, node: NodeId) -> Option<&NodeView> {
+        self.nodes.get(&node)
+    }
+
+    /// When [`Controller::tick`] should next be called.
+    pub fn next_tick(&self) -> Time {
+        self.next_tick
+    }
+
+    /// The next action to carry out, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The time after which no lease granted to `cluster` can still be live.
+    pub fn leases_expire_at(&self, cluster: Cluster) -> Time {
+        let restart_bound = self.started_at + self.params.lease_wait();
+        self.topology
+            .nodes(cluster)
+            .map(|n| self.nodes[&n].lease_until)
+            .fold(restart_bound, Time::max)
+    }
+
+    /// Advances the controller to `now`: evaluates availability, moves the failover story on,
+    /// and sends the next heartbeat round. Does nothing before [`Controller::next_tick`].
+    pub fn tick(&mut self, now: Time) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = now + self.params.heartbeat_interval();
+        for cluster in Cluster::BOTH {
+            self.evaluate(cluster, now);
+        }
+        self.step(now);
+        self.retry_publish(now);
+        self.send_round(now);
+    }
+
+    /// Takes a node's report (the answer to a heartbeat).
+    pub fn handle_report(&mut self, now: Time, node: NodeId, report: NodeReport) {
+        let Some(sent_at) = self.round_sent_at.get(&report.round).copied() else {
+            return; // From before a restart, or far too old to tell anything.
+        };
+        let Some(view) = self.nodes.get_mut(&node) else {
+            return;
+        };
+        if view
+            .report
+            .as_ref()
+            .is_some_and(|(r, _)| r.round >= report.round)
+        {
+            return; // Stale or duplicate.
+        }
+        if now.saturating_since(sent_at) <= self.params.heartbeat_timeout() {
+            view.last_ok_at = Some(now);
+        }
+        if report.role == Role::Fenced && report.epoch >= self.durable.epoch {
+            // The node dropped its lease and refuses grants of this epoch and older.
+            view.lease_until = Time::ZERO;
+        }
+        view.report = Some((report.clone(), now));
+        self.learn_from_report(node, &report, now);
+    }
+
+    /// Takes the config center's answer to a publication.
+    pub fn handle_publish_reply(&mut self, _now: Time, reply: PublishReply) {
+        if reply.epoch >= self.durable.epoch && self.published < self.durable.epoch {
+            self.published = self.durable.epoch;
+            self.note(Note::PublishAcked {
+                epoch: self.durable.epoch,
+            });
+        }
+    }
+
+    fn evaluate(&mut self, cluster: Cluster, now: Time) {
+        let (started_at, params) = (self.started_at, &self.params);
+        let total = self.topology.nodes_per_cluster as usize;
+        let available = self
+            .topology
+            .nodes(cluster)
+            .filter(|n| self.nodes[n].available(now, started_at, params))
+            .count();
+        let health = self.health.get_mut(&cluster).expect("both clusters");
+        if let Some(availability) = health.evaluate(available, total, params) {
+            self.note(Note::ClusterDeclared {
+                cluster,
+                availability,
+                nodes: (available, total),
+            });
+        }
+    }
+
+    /// Moves the failover story on by one evaluation.
+    fn step(&mut self, now: Time) {
+        let primary = self.durable.primary;
+        let backup = primary.other();
+        match self.phase.clone() {
+            Phase::Normal => {
+                if !self.health[&primary].is_available() {
+                    self.start_failover(now);
+                } else {
+                    self.watch_backup(backup, now);
+                }
+            }
+            Phase::Failover {
+                stop_deadline,
+                alarm_raised,
+                ..
+            } => {
+                if !alarm_raised && (self.backup_stopped() || now >= stop_deadline) {
+                    self.raise_first_alarm(now);
+                }
+                if matches!(
+                    self.phase,
+                    Phase::Failover {
+                        alarm_raised: true,
+                        ..
+                    }
+                ) {
+                    self.check_backup(now);
+                }
+            }
+            Phase::DoubleFailure => self.await_either(now),
+        }
+    }
+
+    /// In normal operation: the second alarm when the backup fails, and the old primary's
+    /// rejoin when it has recovered (claim 7).
+    fn watch_backup(&mut self, backup: Cluster, now: Time) {
+        if self.health[&backup].is_available() {
+            self.clear_alarms(
+                backup,
+                AlarmKind::BackupFailed,
+                Resolution::BackupRecovered,
+                now,
+            );
+            if !self.durable.backup_joined {
+                self.durable.backup_joined = true;
+                self.persist();
+                self.note(Note::BackupRejoining { cluster: backup });
+            }
+        } else if !self.has_open_alarm(backup) {
+            self.raise_alarm(AlarmKind::BackupFailed, backup, now);
+        }
+    }
+
+    /// Claims 1, 5, 6: the primary has failed. Stop granting it leases (it is fenced by the
+    /// heartbeats' commands from now on), stop replication into the backup, and wait for the
+    /// stop answers before raising the first alarm with the recovery point.
+    fn start_failover(&mut self, now: Time) {
+        self.phase = Phase::Failover {
+            detected_at: now,
+            stop_deadline: now + self.params.heartbeat_timeout(),
+            alarm_raised: false,
+        };
+        self.note(Note::FailoverStarted {
+            cluster: self.durable.primary,
+        });
+        self.send_round(now);
+    }
+
+    /// Whether every backup node confirmed that its replication stopped.
+    fn backup_stopped(&self) -> bool {
+        let epoch = self.durable.epoch;
+        self.topology.nodes(self.durable.primary.other()).all(|n| {
+            self.nodes[&n].report.as_ref().is_some_and(|(r, _)| {
+                r.epoch > epoch || (r.epoch == epoch && r.role == Role::Stopped)
+            })
+        })
+    }
+
+    fn raise_first_alarm(&mut self, now: Time) {
+        if let Phase::Failover { alarm_raised, .. } = &mut self.phase {
+            *alarm_raised = true;
+        }
+        let failed = self.durable.primary;
+        let already_open = self
+            .durable
+            .open_alarms
+            .values()
+            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == failed);
+        if !already_open {
+            self.raise_alarm(AlarmKind::PrimaryFailed, failed, now);
+        }
+    }
+
+    /// Claim 1: is the backup available? Then promote it, once the old primary's leases have
+    /// surely expired. If it has failed too: the second alarm, and the double-failure state.
+    fn check_backup(&mut self, now: Time) {
+        let backup = self.durable.primary.other();
+        if !self.health[&backup].is_available() {
+            if !self.has_open_alarm_of(backup, AlarmKind::BackupFailed) {
+                self.raise_alarm(AlarmKind::BackupFailed, backup, now);
+            }
+            self.phase = Phase::DoubleFailure;
+            self.note(Note::DoubleFailure);
+        } else if self.leases_expired(self.durable.primary, now) {
+            self.promote(backup, false, now);
+        }
+    }
+
+    /// Claim 5's double failure: act as soon as either cluster is available again, preferring
+    /// the old primary, which has every write (no data is lost if it resumes).
+    fn await_either(&mut self, now: Time) {
+        let primary = self.durable.primary;
+        if !self.leases_expired(primary, now) {
+            return;
+        }
+        if self.health[&primary].is_available() {
+            self.clear_alarms(
+                primary,
+                AlarmKind::PrimaryFailed,
+                Resolution::PrimaryResumed,
+                now,
+            );
+            self.promote(primary, true, now);
+        } else if self.health[&primary.other()].is_available() {
+            self.promote(primary.other(), false, now);
+        }
+    }
+
+    fn leases_expired(&self, cluster: Cluster, now: Time) -> bool {
+        !self.fencing() || now >= self.leases_expire_at(cluster)
+    }
+
+    /// Starts a new epoch in which `cluster` is writable: persist first, then command the
+    /// nodes, rewrite every user's config and publish it (claims 2, 3).
+    fn promote(&mut self, cluster: Cluster, resumed: bool, now: Time) {
+        let changed_sides = cluster != self.durable.primary;
+        self.durable.epoch = self.durable.epoch.next();
+        self.durable.primary = cluster;
+        if changed_sides {
+            // The old primary's log may hold writes the new primary never got: it rejoins
+            // (with its divergent suffix quarantined) only when it has recovered.
+            self.durable.backup_joined = false;
+        }
+        self.durable.stop_points.clear();
+        self.persist();
+        self.phase = Phase::Normal;
+        self.note(Note::Promoted {
+            epoch: self.durable.epoch,
+            cluster,
+            resumed,
+        });
+        self.publish(now);
+        self.send_round(now);
+    }
+
+    /// Claim 2 with [0046]'s mapping: every user of node `x/i` now uses `y/i`.
+    pub fn rewrite_configs(&self) -> Vec<UserConfig> {
+        let epoch = self.durable.epoch;
+        let cluster = self.durable.primary;
+        self.topology
+            .users
+            .iter()
+            .map(|(&user, &shard)| {
+                let route = self.topology.route(epoch, shard.node(cluster));
+                UserConfig {
+                    user,
+                    epoch,
+                    node: route.node,
+                    address: route.address,
+                }
+            })
+            .collect()
+    }
+
+    fn publish(&mut self, now: Time) {
+        self.publish_sent_at = Some(now);
+        self.actions.push_back(Action::Publish {
+            epoch: self.durable.epoch,
+            configs: self.rewrite_configs(),
+        });
+    }
+
+    fn retry_publish(&mut self, now: Time) {
+        let due = self
+            .publish_sent_at
+            .is_none_or(|t| now.saturating_since(t) >= self.params.heartbeat_timeout());
+        if self.published < self.durable.epoch && due {
+            self.publish(now);
+        }
+    }
+
+    /// Sends one heartbeat to every node, each carrying the lease and the command the node
+    /// needs, if any.
+    fn send_round(&mut self, now: Time) {
+        self.round += 1;
+        self.round_sent_at.insert(self.round, now);
+        // Rounds older than a timeout cannot produce timely answers; keep a few more for acks.
+        let keep_after = self.round.saturating_sub(64);
+        self.round_sent_at = self.round_sent_at.split_off(&keep_after);
+        let nodes: Vec<NodeId> = self.topology.all_nodes().collect();
+        for node in nodes {
+            let heartbeat = Heartbeat {
+                round: self.round,
+                grant: self.grant(node),
+                command: self.pending_command(node),
+            };
+            self.actions
+                .push_back(Action::Heartbeat { node, heartbeat });
+        }
+    }
+
+    /// A lease for `node` if it is a confirmed primary of the current epoch in normal
+    /// operation, anchored at its latest report.
+    fn grant(&mut self, node: NodeId) -> Option<LeaseGrant> {
+        let epoch = self.durable.epoch;
+        if self.phase != Phase::Normal || node.cluster != self.durable.primary {
+            return None;
+        }
+        let lease_wait = self.params.lease_wait();
+        let duration_ms = if self.fencing() {
+            self.params.lease_duration_ms
+        } else {
+            3_600_000
+        };
+        let view = self.nodes.get_mut(&node)?;
+        let (report, received_at) = view.report.as_ref()?;
+        if report.epoch != epoch || report.role != Role::Primary {
+            return None;
+        }
+        // The report was sent before it was received: a lease anchored at its send time on
+        // the node's clock ends, on ours, no later than its receipt plus the stretched lease.
+        view.lease_until = view.lease_until.max(*received_at + lease_wait);
+        Some(LeaseGrant {
+            epoch,
+            anchor_round: report.round,
+            duration_ms,
+        })
+    }
+
+    /// The role `node` should be in now.
+    pub fn desired(&self, node: NodeId) -> Option<Command> {
+        let epoch = self.durable.epoch;
+        let primary = self.durable.primary;
+        if epoch == Epoch(0) {
+            return None;
+        }
+        let peer_route = Some(self.topology.route(epoch, node.peer()));
+        match (&self.phase, node.cluster == primary) {
+            (Phase::Normal, true) => Some(Command::Promote {
+                epoch,
+                route: self.topology.route(epoch, node),
+            }),
+            (Phase::Normal, false) => match self.durable.stop_points.get(&node.shard()) {
+                Some(&truncate_after) if self.durable.backup_joined => Some(Command::Follow {
+                    epoch,
+                    primary: self.topology.route(epoch, node.peer()),
+                    truncate_after,
+                }),
+                _ => Some(Command::Fence {
+                    epoch,
+                    route: peer_route,
+                }),
+            },
+            (_, true) if !self.fencing() => None,
+            (_, true) => Some(Command::Fence { epoch, route: None }),
+            (_, false) => Some(Command::Stop { epoch }),
+        }
+    }
+
+    /// The desired command, unless the node's latest report shows it is already carried out.
+    fn pending_command(&self, node: NodeId) -> Option<Command> {
+        let command = self.desired(node)?;
+        let report = self.nodes[&node].report.as_ref().map(|(r, _)| r);
+        match report {
+            Some(r) if command_done(&command, r) => None,
+            _ => Some(command),
+        }
+    }
+
+    /// Records what a report tells beyond liveness: stop points and rejoins.
+    fn learn_from_report(&mut self, node: NodeId, report: &NodeReport, now: Time) {
+        let epoch = self.durable.epoch;
+        if report.epoch != epoch {
+            return;
+        }
+        if node.cluster == self.durable.primary && report.role == Role::Primary {
+            let shard = node.shard();
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                self.durable.stop_points.entry(shard)
+            {
+                slot.insert(report.epoch_start_lsn);
+                self.persist();
+                self.note(Note::StopPoint {
+                    shard,
+                    lsn: report.epoch_start_lsn,
+                });
+            }
+        }
+        if node.cluster != self.durable.primary && report.role == Role::Backup {
+            self.record_rejoin(node.cluster, now);
+        }
+    }
+
+    /// Closes the first alarm of `cluster` with the loss report once every one of its nodes
+    /// has rejoined as backup and said what it quarantined.
+    fn record_rejoin(&mut self, cluster: Cluster, now: Time) {
+        let Some(alarm) = self
+            .durable
+            .open_alarms
+            .values()
+            .find(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == cluster)
+        else {
+            return;
+        };
+        let since = alarm.epoch;
+        let mut losses = BTreeMap::new();
+        for node in self.topology.nodes(cluster) {
+            let quarantine = self.nodes[&node].report.as_ref().and_then(|(r, _)| {
+                let joined = r.role == Role::Backup && r.epoch > since;
+                joined.then(|| r.quarantine.clone()).flatten()
+            });
+            match quarantine {
+                Some(q) => losses.insert(node.shard(), q),
+                None => return,
+            };
+        }
+        let resolution = Resolution::LossReport(losses);
+        self.clear_alarms(cluster, AlarmKind::PrimaryFailed, resolution, now);
+    }
+
+    fn raise_alarm(&mut self, kind: AlarmKind, cluster: Cluster, now: Time) {
+        let id = self.durable.next_alarm_id;
+        self.durable.next_alarm_id += 1;
+        let recovery_point = match kind {
+            AlarmKind::PrimaryFailed => self.recovery_point(cluster),
+            AlarmKind::BackupFailed => BTreeMap::new(),
+        };
+        let alarm = Alarm {
+            id,
+            kind,
+            cluster,
+            raised_at: now,
+            epoch: self.durable.epoch,
+            available_nodes: self.health[&cluster].last,
+            recovery_point,
+        };
+        self.durable.open_alarms.insert(id, alarm.clone());
+        self.persist();
+        self.actions
+            .push_back(Action::Alarm(AlarmEvent::Raised(alarm)));
+    }
+
+    /// [DESIGN] 8: per shard, the backup's frozen position, the primary's last report, and the
+    /// end of the window in which the primary may have accepted writes nobody has counted.
+    fn recovery_point(&self, failed: Cluster) -> BTreeMap<Shard, RecoveryPoint> {
+        let epoch = self.durable.epoch;
+        self.topology
+            .nodes(failed)
+            .map(|node| {
+                let primary = self.nodes[&node].report.as_ref();
+                let primary_reported = primary.map(|(r, at)| (r.last_lsn, *at));
+                let backup = self.nodes[&node.peer()].report.as_ref();
+                let backup_applied = backup
+                    .filter(|(r, _)| r.epoch == epoch && r.role == Role::Stopped)
+                    .map(|(r, _)| r.last_lsn);
+                let surely_unapplied = match (primary_reported, backup_applied) {
+                    (Some((p, _)), Some(b)) => Some(p.0.saturating_sub(b.0)),
+                    _ => None,
+                };
+                let point = RecoveryPoint {
+                    backup_applied,
+                    primary_reported,
+                    surely_unapplied,
+                    window_end: self.nodes[&node].lease_until,
+                };
+                (node.shard(), point)
+            })
+            .collect()
+    }
+
+    fn clear_alarms(
+        &mut self,
+        cluster: Cluster,
+        kind: AlarmKind,
+        resolution: Resolution,
+        now: Time,
+    ) {
+        let ids: Vec<u64> = (self.durable.open_alarms.values())
+            .filter(|a| a.kind == kind && a.cluster == cluster)
+            .map(|a| a.id)
+            .collect();
+        for id in ids {
+            self.durable.open_alarms.remove(&id);
+            self.persist();
+            self.actions.push_back(Action::Alarm(AlarmEvent::Cleared {
+                id,
+                kind,
+                at: now,
+                resolution: resolution.clone(),
+            }));
+        }
+    }
+
+    fn has_open_alarm(&self, cluster: Cluster) -> bool {
+        self.durable
+            .open_alarms
+            .values()
+            .any(|a| a.cluster == cluster)
+    }
+
+    fn has_open_alarm_of(&self, cluster: Cluster, kind: AlarmKind) -> bool {
+        (self.durable.open_alarms.values()).any(|a| a.cluster == cluster && a.kind == kind)
+    }
+
+    fn persist(&mut self) {
+        self.actions
+            .push_back(Action::Persist(self.durable.clone()));
+    }
+
+    fn note(&mut self, note: Note) {
+        self.actions.push_back(Action::Note(note));
+    }
+}
+
+/// Whether a node's report shows `command` carried out.
+pub fn command_done(command: &Command, report: &NodeReport) -> bool {
+    let e = command.epoch();
+    match command {
+        Command::Promote { .. } => report.epoch == e && report.role == Role::Primary,
+        Command::Follow { .. } => report.epoch == e && report.role == Role::Backup,
+        Command::Stop { .. } => {
+            report.epoch > e || (report.epoch == e && report.role == Role::Stopped)
+        }
+        Command::Fence { .. } => report.epoch >= e && report.role == Role::Fenced,
+    }
+}

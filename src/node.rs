@@ -1,0 +1,351 @@
+//! The node side of the protocol, sans-IO: a storage node's epoch, role, write lease, log,
+//! quarantine and replication position. The simulator's storage nodes are this state machine
+//! behind a TCP service; a real agent beside a storage server would keep the same rules.
+//!
+//! The rules that make split brain impossible live here: a node accepts a write only as the
+//! primary of the write's epoch, under a lease anchored at the send time of its own report,
+//! and it never goes back to an older epoch.
+
+use crate::protocol::{
+    Append, AppendReply, Command, Entry, Heartbeat, NodeReport, QuarantineSummary, RejectReason,
+    Role, Route, Write, WriteReply,
+};
+use crate::time::Time;
+use crate::types::{Epoch, Lsn, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What a node keeps on disk: survives a crash and restart, lost only to a wipe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeDisk {
+    /// Who the node is.
+    pub id: NodeId,
+    /// The newest epoch it has seen.
+    pub epoch: Epoch,
+    /// Its role in that epoch.
+    pub role: Role,
+    /// As primary: its last position when it was promoted in `epoch`.
+    pub epoch_start_lsn: Lsn,
+    /// The newest route it knows for its shard (told by the controller).
+    pub route: Option<Route>,
+    /// The log; entry `k` has LSN `k + 1`.
+    pub log: Vec<Entry>,
+    /// The key/value data, the log applied.
+    pub data: BTreeMap<String, u64>,
+    /// Entries moved out of the log because the primary of a later epoch never had them.
+    pub quarantine: Vec<Entry>,
+    /// What the last move to quarantine took.
+    pub last_quarantine: Option<QuarantineSummary>,
+}
+
+/// What a node forgets on restart.
+#[derive(Clone, Debug, Default)]
+pub struct Volatile {
+    /// The write lease: the epoch it is for and when it ends on the node's clock.
+    pub lease: Option<(Epoch, Time)>,
+    /// When (node clock) the report for each recent round was sent: the anchors of leases.
+    pub report_sent: BTreeMap<u64, Time>,
+    /// As primary: the backup's last confirmed position in the current epoch.
+    pub peer_lsn: Option<Lsn>,
+}
+
+/// A change of role or data a node went through, for traces and checkers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum NodeEvent {
+    /// The node took a new epoch or role.
+    Role {
+        /// The epoch.
+        epoch: Epoch,
+        /// The role.
+        role: Role,
+    },
+    /// A write was accepted into the log as primary.
+    Accepted(Entry),
+    /// The divergent suffix was moved to quarantine.
+    Quarantined(QuarantineSummary),
+    /// Entries were applied from the primary.
+    Applied {
+        /// The first position applied.
+        from: Lsn,
+        /// The last position applied.
+        to: Lsn,
+    },
+}
+
+/// A storage node: its disk and its volatile state.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// Survives restarts.
+    pub disk: NodeDisk,
+    /// Lost on restart.
+    pub volatile: Volatile,
+}
+
+impl NodeDisk {
+    /// A fresh (or wiped) node: epoch 0, idle, empty.
+    pub fn new(id: NodeId) -> NodeDisk {
+        NodeDisk {
+            id,
+            epoch: Epoch(0),
+            role: Role::Idle,
+            epoch_start_lsn: Lsn(0),
+            route: None,
+            log: Vec::new(),
+            data: BTreeMap::new(),
+            quarantine: Vec::new(),
+            last_quarantine: None,
+        }
+    }
+
+    /// The last log position.
+    pub fn last_lsn(&self) -> Lsn {
+        Lsn(self.log.len() as u64)
+    }
+}
+
+impl Node {
+    /// A fresh node.
+    pub fn new(id: NodeId) -> Node {
+        Node {
+            disk: NodeDisk::new(id),
+            volatile: Volatile::default(),
+        }
+    }
+
+    /// The node after a restart: its disk, nothing else.
+    pub fn restart(&mut self) {
+        self.volatile = Volatile::default();
+    }
+
+    /// Whether it holds a write lease for its epoch at `now` (its own clock).
+    pub fn has_lease(&self, now: Time) -> bool {
+        matches!(self.volatile.lease, Some((e, until)) if e == self.disk.epoch && now < until)
+    }
+
+    /// Answers a heartbeat: takes the lease grant and the command, then reports. `now` is the
+    /// node's clock; the report is taken to be sent at `now` and anchors the next grant.
+    pub fn on_heartbeat(
+        &mut self,
+        heartbeat: &Heartbeat,
+        now: Time,
+        events: &mut Vec<NodeEvent>,
+    ) -> NodeReport {
+        if let Some(command) = &heartbeat.command {
+            self.apply_command(command, events);
+        }
+        if let Some(grant) = heartbeat.grant {
+            let anchored = self.volatile.report_sent.get(&grant.anchor_round).copied();
+            let primary = self.disk.role == Role::Primary && grant.epoch == self.disk.epoch;
+            if let (Some(sent), true) = (anchored, primary) {
+                let until = sent + Duration::from_millis(grant.duration_ms);
+                let current = self.volatile.lease.map_or(Time::ZERO, |(_, t)| t);
+                self.volatile.lease = Some((grant.epoch, until.max(current)));
+            }
+        }
+        self.volatile.report_sent.insert(heartbeat.round, now);
+        while self.volatile.report_sent.len() > 16 {
+            self.volatile.report_sent.pop_first();
+        }
+        self.report(heartbeat.round)
+    }
+
+    /// The node's state, as it reports it.
+    pub fn report(&self, round: u64) -> NodeReport {
+        let disk = &self.disk;
+        NodeReport {
+            round,
+            epoch: disk.epoch,
+            role: disk.role,
+            last_lsn: disk.last_lsn(),
+            epoch_start_lsn: disk.epoch_start_lsn,
+            quarantine: disk
+                .last_quarantine
+                .clone()
+                .filter(|q| q.epoch == disk.epoch),
+        }
+    }
+
+    /// Applies a controller command, if it is not older than what the node has seen.
+    pub fn apply_command(&mut self, command: &Command, events: &mut Vec<NodeEvent>) {
+        let (epoch, role) = (self.disk.epoch, self.disk.role);
+        let newer = command.epoch() > epoch;
+        let same = command.epoch() == epoch;
+        match command {
+            Command::Promote { epoch: e, route } if newer => {
+                self.disk.epoch_start_lsn = self.disk.last_lsn();
+                self.disk.route = Some(route.clone());
+                self.volatile.peer_lsn = None;
+                self.enter(*e, Role::Primary, events);
+            }
+            Command::Follow {
+                epoch: e,
+                primary,
+                truncate_after,
+            } if newer || (same && role != Role::Backup && role != Role::Primary) => {
+                self.quarantine_after(*truncate_after, *e, events);
+                self.disk.route = Some(primary.clone());
+                self.enter(*e, Role::Backup, events);
+            }
+            Command::Stop { epoch: e } if newer || (same && role == Role::Backup) => {
+                self.enter(*e, Role::Stopped, events);
+            }
+            Command::Fence { epoch: e, route } if newer || (same && role != Role::Fenced) => {
+                if let Some(route) = route {
+                    self.learn_route(route);
+                }
+                self.enter(*e, Role::Fenced, events);
+            }
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, epoch: Epoch, role: Role, events: &mut Vec<NodeEvent>) {
+        self.disk.epoch = epoch;
+        self.disk.role = role;
+        self.volatile.lease = None;
+        events.push(NodeEvent::Role { epoch, role });
+    }
+
+    fn learn_route(&mut self, route: &Route) {
+        if self
+            .disk
+            .route
+            .as_ref()
+            .is_none_or(|r| r.epoch < route.epoch)
+        {
+            self.disk.route = Some(route.clone());
+        }
+    }
+
+    /// Moves every entry after `after` to the quarantine (claim 7 with [DESIGN] 6: never
+    /// silently dropped, never merged), and rebuilds the data from what is left.
+    fn quarantine_after(&mut self, after: Lsn, epoch: Epoch, events: &mut Vec<NodeEvent>) {
+        let keep = (after.0 as usize).min(self.disk.log.len());
+        let moved: Vec<Entry> = self.disk.log.split_off(keep);
+        let summary = QuarantineSummary {
+            epoch,
+            count: moved.len() as u64,
+            lsns: moved.first().zip(moved.last()).map(|(f, l)| (f.lsn, l.lsn)),
+            span: moved.first().zip(moved.last()).map(|(f, l)| (f.at, l.at)),
+        };
+        if !moved.is_empty() {
+            self.disk.data = BTreeMap::new();
+            for entry in &self.disk.log {
+                self.disk.data.insert(entry.key.clone(), entry.value);
+            }
+            self.disk.quarantine.extend(moved);
+        }
+        events.push(NodeEvent::Quarantined(summary.clone()));
+        self.disk.last_quarantine = Some(summary);
+    }
+
+    /// The route to hand a user whose write carried `epoch`, if the node knows a newer one.
+    fn newer_route(&self, epoch: Epoch) -> Option<Route> {
+        self.disk.route.clone().filter(|r| r.epoch > epoch)
+    }
+
+    /// Takes a user's write. On success the entry is in the log; in sync mode the caller
+    /// still waits for the backup before acknowledging it.
+    pub fn on_write(
+        &mut self,
+        write: &Write,
+        now: Time,
+        events: &mut Vec<NodeEvent>,
+    ) -> WriteReply {
+        let reject = |reason| WriteReply::Rejected {
+            reason,
+            route: self.newer_route(write.epoch),
+        };
+        let disk = &self.disk;
+        if write.epoch < disk.epoch {
+            return reject(RejectReason::StaleEpoch);
+        }
+        if write.epoch > disk.epoch {
+            return reject(RejectReason::FutureEpoch);
+        }
+        if disk.role != Role::Primary {
+            return reject(RejectReason::NotPrimary);
+        }
+        if !self.has_lease(now) {
+            return reject(RejectReason::NoLease);
+        }
+        let entry = Entry {
+            lsn: Lsn(disk.last_lsn().0 + 1),
+            epoch: disk.epoch,
+            id: write.id,
+            key: write.key.clone(),
+            value: write.value,
+            at: now,
+        };
+        let (lsn, epoch) = (entry.lsn, entry.epoch);
+        self.append_entry(entry.clone());
+        events.push(NodeEvent::Accepted(entry));
+        WriteReply::Ok { lsn, epoch }
+    }
+
+    fn append_entry(&mut self, entry: Entry) {
+        self.disk.data.insert(entry.key.clone(), entry.value);
+        self.disk.log.push(entry);
+    }
+
+    /// As primary: the next shipment for the backup, at most `max` entries, or `None` when
+    /// the node is not primary.
+    pub fn next_append(&self, max: usize) -> Option<Append> {
+        if self.disk.role != Role::Primary {
+            return None;
+        }
+        let from = self.volatile.peer_lsn.unwrap_or(Lsn(0)).0 as usize;
+        let from = from.min(self.disk.log.len());
+        let to = (from + max).min(self.disk.log.len());
+        Some(Append {
+            epoch: self.disk.epoch,
+            prev_lsn: Lsn(from as u64),
+            entries: self.disk.log[from..to].to_vec(),
+        })
+    }
+
+    /// As primary: takes the backup's answer. A newer epoch at the backup means this node is
+    /// no longer primary: it fences itself at once.
+    pub fn on_append_reply(&mut self, reply: &AppendReply, events: &mut Vec<NodeEvent>) {
+        if reply.epoch > self.disk.epoch {
+            self.enter(reply.epoch, Role::Fenced, events);
+            return;
+        }
+        if reply.epoch == self.disk.epoch && self.disk.role == Role::Primary {
+            self.volatile.peer_lsn = Some(reply.last_lsn.min(self.disk.last_lsn()));
+        }
+    }
+
+    /// As backup: applies a shipment from the primary of its epoch. Entries it already holds
+    /// are skipped (the logs share every position up to the stop point, and after it the
+    /// backup only ever received this primary's entries).
+    pub fn on_append(&mut self, append: &Append, events: &mut Vec<NodeEvent>) -> AppendReply {
+        let last = self.disk.last_lsn();
+        let refuse = AppendReply {
+            epoch: self.disk.epoch,
+            applied: false,
+            last_lsn: last,
+        };
+        let end = Lsn(append.prev_lsn.0 + append.entries.len() as u64);
+        let follows = append.epoch == self.disk.epoch && self.disk.role == Role::Backup;
+        if !follows || append.prev_lsn > last {
+            return refuse;
+        }
+        if end > last {
+            let skip = (last.0 - append.prev_lsn.0) as usize;
+            for entry in &append.entries[skip..] {
+                self.append_entry(entry.clone());
+            }
+            events.push(NodeEvent::Applied {
+                from: Lsn(last.0 + 1),
+                to: end,
+            });
+        }
+        AppendReply {
+            epoch: self.disk.epoch,
+            applied: true,
+            last_lsn: self.disk.last_lsn(),
+        }
+    }
+}

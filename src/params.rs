@@ -1,0 +1,132 @@
+//! The controller's parameters, with units in their names, and their validation.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How the controller watches the clusters and how cautious it is. Durations are in
+/// milliseconds, ratios are fractions of one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Params {
+    /// How often every node is sent a heartbeat, and how often availability is evaluated.
+    pub heartbeat_interval_ms: u64,
+    /// A node is available while it answered a heartbeat, within this long of the heartbeat
+    /// being sent, no longer than this long ago (claim 4's "preset time").
+    pub heartbeat_timeout_ms: u64,
+    /// A cluster is available when available/total is strictly greater than this (claim 4).
+    pub ratio_threshold: f64,
+    /// Consecutive failed evaluations before a cluster is declared failed. The timeout already
+    /// absorbs `timeout / interval` lost heartbeats; these rounds come on top of it.
+    pub failure_rounds: u32,
+    /// Consecutive available evaluations before a failed cluster is declared recovered, so a
+    /// flapping cluster is not taken back at its first good round.
+    pub recovery_rounds: u32,
+    /// How long a write lease lasts, from the node's send time of the heartbeat reply it was
+    /// granted on, measured on the node's own clock.
+    pub lease_duration_ms: u64,
+    /// The largest rate error of any clock, in parts per million. Lease waits are stretched by
+    /// it, so a node whose clock runs slow cannot outlive the controller's wait.
+    pub max_clock_drift_ppm: u32,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            heartbeat_interval_ms: 100,
+            heartbeat_timeout_ms: 300,
+            ratio_threshold: 0.5,
+            failure_rounds: 1,
+            recovery_rounds: 5,
+            lease_duration_ms: 300,
+            max_clock_drift_ppm: 10_000,
+        }
+    }
+}
+
+/// Why a set of parameters cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ParamsError {
+    /// A duration that must be positive is zero.
+    #[error("{field} must be greater than zero")]
+    Zero {
+        /// The offending field.
+        field: &'static str,
+    },
+    /// The ratio threshold is not strictly between 0 and 1.
+    #[error("ratio_threshold must be strictly between 0 and 1, got {0}")]
+    Threshold(f64),
+    /// The clock drift bound is not below 10% (at which lease waits would make no sense).
+    #[error("max_clock_drift_ppm must be below 100000 (10%), got {0}")]
+    Drift(u32),
+    /// The lease cannot be renewed before it expires.
+    #[error("lease_duration_ms ({lease}) must exceed heartbeat_interval_ms ({interval}), or leases lapse between renewals")]
+    LeaseTooShort {
+        /// The lease duration, in ms.
+        lease: u64,
+        /// The heartbeat interval, in ms.
+        interval: u64,
+    },
+}
+
+impl Params {
+    /// Checks that the parameters make sense together.
+    pub fn validate(&self) -> Result<(), ParamsError> {
+        for (field, value) in [
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("heartbeat_timeout_ms", self.heartbeat_timeout_ms),
+            ("lease_duration_ms", self.lease_duration_ms),
+            ("failure_rounds", self.failure_rounds as u64),
+            ("recovery_rounds", self.recovery_rounds as u64),
+        ] {
+            if value == 0 {
+                return Err(ParamsError::Zero { field });
+            }
+        }
+        // NaN fails both comparisons, so it is rejected too.
+        if !(self.ratio_threshold > 0.0 && self.ratio_threshold < 1.0) {
+            return Err(ParamsError::Threshold(self.ratio_threshold));
+        }
+        if self.max_clock_drift_ppm >= 100_000 {
+            return Err(ParamsError::Drift(self.max_clock_drift_ppm));
+        }
+        if self.lease_duration_ms <= self.heartbeat_interval_ms {
+            return Err(ParamsError::LeaseTooShort {
+                lease: self.lease_duration_ms,
+                interval: self.heartbeat_interval_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// The heartbeat timeout.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_timeout_ms)
+    }
+
+    /// The lease duration, as the lease holder measures it.
+    pub fn lease_duration(&self) -> Duration {
+        Duration::from_millis(self.lease_duration_ms)
+    }
+
+    /// How long the controller must wait, on its own clock, from the anchor of a grant until
+    /// that lease has surely expired: the lease runs on the holder's clock, which may be slow
+    /// by the drift bound, and is measured on the controller's, which may be fast by it.
+    pub fn lease_wait(&self) -> Duration {
+        let drift = self.max_clock_drift_ppm as u128;
+        let lease = self.lease_duration().as_micros();
+        let stretched = (lease * (1_000_000 + drift)).div_ceil(1_000_000 - drift);
+        Duration::from_micros(stretched as u64)
+    }
+}
+
+/// Whether a cluster with `available` of `total` nodes answering is available: the ratio must
+/// be strictly greater than the threshold (claim 4, [0029], [0040]). An empty cluster is never
+/// available.
+pub fn cluster_available(available: usize, total: usize, threshold: f64) -> bool {
+    total > 0 && (available as f64 / total as f64) > threshold
+}

@@ -1,0 +1,126 @@
+//! The config center's service: stores publications from the controller, pushes each user's
+//! config to it on every new epoch, and records the epochs users acknowledge.
+
+use crate::config_center::ConfigCenter;
+use crate::protocol::Subscribe;
+use crate::types::{Epoch, UserId};
+use crate::wire::{read_frame, write_frame, Message};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Receives what happens at the config center.
+pub trait CenterObserver: Send + Sync {
+    /// A publication of `epoch` was stored (`stored`) or refused as older.
+    fn on_publish(&self, epoch: Epoch, stored: bool);
+    /// `user` acknowledged `epoch`.
+    fn on_ack(&self, user: UserId, epoch: Epoch);
+}
+
+/// An observer that only logs.
+#[derive(Debug, Default)]
+pub struct LogCenterObserver;
+
+impl CenterObserver for LogCenterObserver {
+    fn on_publish(&self, epoch: Epoch, stored: bool) {
+        tracing::info!(%epoch, stored, "publication");
+    }
+    fn on_ack(&self, user: UserId, epoch: Epoch) {
+        tracing::debug!(%user, %epoch, "config acknowledged");
+    }
+}
+
+/// The config center's shared state.
+pub struct CenterService {
+    state: Arc<Mutex<ConfigCenter>>,
+    changed: watch::Sender<Epoch>,
+    observer: Arc<dyn CenterObserver>,
+}
+
+impl CenterService {
+    /// A service over `state` (which may outlive it, as a disk does).
+    pub fn new(state: Arc<Mutex<ConfigCenter>>, observer: Arc<dyn CenterObserver>) -> Arc<Self> {
+        let epoch = state.lock().expect("center lock").epoch();
+        let (changed, _) = watch::channel(epoch);
+        Arc::new(CenterService {
+            state,
+            changed,
+            observer,
+        })
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(self.clone().serve_connection(stream));
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, mut stream: TcpStream) {
+        loop {
+            match read_frame(&mut stream).await {
+                Ok(Message::Publish(publish)) => {
+                    let reply = self.state.lock().expect("center lock").publish(publish);
+                    self.observer.on_publish(reply.epoch, reply.stored);
+                    self.changed.send_replace(reply.epoch);
+                    if write_frame(&mut stream, &Message::PublishReply(reply))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(Message::Subscribe(subscribe)) => {
+                    return self.clone().push(stream, subscribe).await
+                }
+                Ok(Message::ConfigAck(ack)) => self.ack(ack.user, ack.epoch),
+                Ok(_) | Err(_) => return,
+            }
+        }
+    }
+
+    fn ack(&self, user: UserId, epoch: Epoch) {
+        self.state.lock().expect("center lock").ack(user, epoch);
+        self.observer.on_ack(user, epoch);
+    }
+
+    /// Pushes the user's config now and on every new epoch; takes its acknowledgements on a
+    /// reader task of its own (a read cancelled halfway through a frame would lose it).
+    async fn push(self: Arc<Self>, stream: TcpStream, subscribe: Subscribe) {
+        let user = subscribe.user;
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let acks = {
+            let service = self.clone();
+            tokio::spawn(async move {
+                while let Ok(Message::ConfigAck(ack)) = read_frame(&mut reader).await {
+                    if ack.user == user {
+                        service.ack(ack.user, ack.epoch);
+                    }
+                }
+            })
+        };
+        let mut changes = self.changed.subscribe();
+        let mut sent = Epoch(0);
+        loop {
+            let config = self
+                .state
+                .lock()
+                .expect("center lock")
+                .config(user)
+                .cloned();
+            if let Some(config) = config.filter(|c| c.epoch > sent) {
+                sent = config.epoch;
+                if write_frame(&mut writer, &Message::Config(config))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            if acks.is_finished() || changes.changed().await.is_err() {
+                break;
+            }
+        }
+        acks.abort();
+    }
+}

@@ -1,0 +1,125 @@
+//! The controller's service: drives the sans-IO [`Controller`] with a clock, heartbeats over
+//! TCP, the config center, a durable store and alarm sinks.
+
+use crate::controller::{Action, Controller, Durable, Topology};
+use crate::params::Params;
+use crate::protocol::NodeReport;
+use crate::service::rpc::Peer;
+use crate::time::{Clock, Time};
+use crate::types::NodeId;
+use crate::wire::Message;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Where the controller's durable state lives.
+pub trait Store: Send + Sync {
+    /// The last saved state, if any.
+    fn load(&self) -> Option<Durable>;
+    /// Saves `state` durably before returning.
+    fn save(&self, state: &Durable);
+}
+
+/// Receives every action the controller takes (the simulator traces them; the real binary
+/// logs them and runs alarm hooks).
+pub trait ControllerObserver: Send + Sync {
+    /// The controller took `action` at `now` (its clock).
+    fn on_action(&self, now: Time, action: &Action);
+}
+
+/// An observer that only logs.
+#[derive(Debug, Default)]
+pub struct LogControllerObserver;
+
+impl ControllerObserver for LogControllerObserver {
+    fn on_action(&self, now: Time, action: &Action) {
+        match action {
+            Action::Alarm(alarm) => tracing::warn!(%now, ?alarm, "alarm"),
+            Action::Note(note) => tracing::info!(%now, ?note, "controller"),
+            Action::Publish { epoch, configs } => {
+                tracing::info!(%now, %epoch, users = configs.len(), "publishing configs")
+            }
+            Action::Persist(_) | Action::Heartbeat { .. } => {}
+        }
+    }
+}
+
+/// How the controller service reaches the world.
+pub struct ControllerOptions {
+    /// The parameters.
+    pub params: Params,
+    /// The clusters and users.
+    pub topology: Topology,
+    /// The config center's address.
+    pub config_center: String,
+}
+
+enum Input {
+    Report(NodeId, NodeReport),
+    Published(crate::protocol::PublishReply),
+}
+
+/// Runs the controller until the task is dropped. Resumes from `store` if it holds a state.
+pub async fn run_controller(
+    options: ControllerOptions,
+    clock: Clock,
+    store: Arc<dyn Store>,
+    observer: Arc<dyn ControllerObserver>,
+) {
+    let ControllerOptions {
+        params,
+        topology,
+        config_center,
+    } = options;
+    let now = clock.now();
+    let peers: BTreeMap<NodeId, Arc<Peer>> = topology
+        .addresses
+        .iter()
+        .map(|(&node, address)| (node, Arc::new(Peer::new(address.clone()))))
+        .collect();
+    let center = Arc::new(Peer::new(config_center));
+    let timeout = params.heartbeat_timeout();
+    let mut controller = match store.load() {
+        Some(durable) => Controller::restore(params, topology, durable, now),
+        None => Controller::new(params, topology, now),
+    };
+    let (inputs, mut received) = mpsc::unbounded_channel();
+    loop {
+        while let Some(action) = controller.poll_action() {
+            observer.on_action(clock.now(), &action);
+            match action {
+                Action::Heartbeat { node, heartbeat } => {
+                    let (peer, inputs) = (peers[&node].clone(), inputs.clone());
+                    tokio::spawn(async move {
+                        let request = Message::Heartbeat(heartbeat);
+                        if let Ok(Message::Report(report)) = peer.call(&request, timeout).await {
+                            let _ = inputs.send(Input::Report(node, report));
+                        }
+                    });
+                }
+                Action::Publish { epoch, configs } => {
+                    let (center, inputs) = (center.clone(), inputs.clone());
+                    tokio::spawn(async move {
+                        let request = Message::Publish(crate::protocol::Publish { epoch, configs });
+                        if let Ok(Message::PublishReply(reply)) =
+                            center.call(&request, timeout).await
+                        {
+                            let _ = inputs.send(Input::Published(reply));
+                        }
+                    });
+                }
+                Action::Persist(durable) => store.save(&durable),
+                Action::Alarm(_) | Action::Note(_) => {}
+            }
+        }
+        let wait = controller.next_tick().saturating_since(clock.now());
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => controller.tick(clock.now()),
+            input = received.recv() => match input {
+                Some(Input::Report(node, report)) => controller.handle_report(clock.now(), node, report),
+                Some(Input::Published(reply)) => controller.handle_publish_reply(clock.now(), reply),
+                None => return,
+            },
+        }
+    }
+}
