@@ -1,1 +1,156 @@
-fn main() {}
+//! `cargo sim`: the simulation campaign runner.
+
+use clap::{Parser, Subcommand};
+use standby::controller::Mutation;
+use standby_sim::campaign::{
+    replay_command, run_scenario, scenario_files, seeds, ScenarioSummary, DEFAULT_SEEDS,
+};
+use standby_sim::check::check;
+use standby_sim::scenario::Scenario;
+use standby_sim::trace;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Deterministic simulation of the standby controller: run scenarios over seeds, check every
+/// invariant, replay a failing seed. With no command: every scenario in `scenarios/` over the
+/// default seeds, with a summary table.
+#[derive(Parser, Debug)]
+#[command(name = "cargo sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario file, or every scenario in a directory, over seeds.
+    Run {
+        /// A scenario file or a directory of them.
+        path: PathBuf,
+        /// Seeds 1..=N.
+        #[arg(long, default_value_t = DEFAULT_SEEDS)]
+        seeds: u64,
+        /// Run only this seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay one seed of one scenario: its timeline, verdict and trace hash.
+    Replay {
+        /// The scenario file.
+        file: PathBuf,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => campaign(Path::new("scenarios"), &seeds(DEFAULT_SEEDS, None), false),
+        Some(Command::Run {
+            path,
+            seeds: n,
+            seed,
+            json,
+        }) => campaign(&path, &seeds(n, seed), json),
+        Some(Command::Replay { file, seed }) => replay(&file, seed),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn campaign(path: &Path, seeds: &[u64], json: bool) -> Result<bool, String> {
+    let files = scenario_files(path).map_err(|e| e.to_string())?;
+    if files.is_empty() {
+        return Err(format!("{}: no scenario files (*.toml)", path.display()));
+    }
+    let scenarios = files
+        .iter()
+        .map(|f| Scenario::load(f).map(|s| (f.clone(), s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut summaries = Vec::new();
+    for (file, scenario) in &scenarios {
+        if !json {
+            eprint!("{:<40} {} seeds ...", scenario.name, seeds.len());
+        }
+        let summary = run_scenario(file, scenario, seeds, Mutation::None);
+        if !json {
+            eprintln!(" {}/{} passed", summary.passed, summary.seeds);
+        }
+        summaries.push(summary);
+    }
+    let violations: usize = summaries.iter().map(|s| s.failures.len()).sum();
+    if json {
+        let total: u64 = summaries.iter().map(|s| s.seeds).sum();
+        let doc =
+            serde_json::json!({"seeds": total, "violations": violations, "scenarios": summaries});
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    } else {
+        print_table(&summaries);
+    }
+    Ok(violations == 0)
+}
+
+fn print_table(summaries: &[ScenarioSummary]) {
+    println!(
+        "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7}",
+        "scenario",
+        "seeds",
+        "passed",
+        "failovers",
+        "false",
+        "detection p50/p99/max",
+        "RTO p99",
+        "RPO max"
+    );
+    for s in summaries {
+        let d = s.detection_ms;
+        println!(
+            "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7}",
+            s.name,
+            s.seeds,
+            s.passed,
+            s.failovers,
+            s.false_failovers,
+            format!("{}/{}/{} ms", d.p50, d.p99, d.max),
+            format!("{} ms", s.rto_ms.p99),
+            s.rpo_writes_max
+        );
+    }
+    for s in summaries {
+        for f in &s.failures {
+            println!(
+                "\nFAILED {} seed {}: [{}] {}\n  replay: {}",
+                s.name, f.seed, f.invariant, f.message, f.replay
+            );
+        }
+    }
+}
+
+fn replay(file: &Path, seed: u64) -> Result<bool, String> {
+    let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
+    let out = standby_sim::world::run(&scenario, seed, Mutation::None);
+    print!("{}", trace::render(&out.events));
+    let verdict = check(&scenario, &out);
+    for v in &verdict.violations {
+        println!("VIOLATION [{}] {}", v.invariant, v.message);
+    }
+    if verdict.violations.is_empty() {
+        println!("verdict: all invariants hold");
+    } else {
+        println!("replay: {}", replay_command(file, seed));
+    }
+    println!("trace-hash: {:016x}", trace::hash(&out.events));
+    Ok(verdict.violations.is_empty())
+}

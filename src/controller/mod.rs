@@ -343,8 +343,9 @@ impl Controller {
             view.last_ok_at = Some(now);
         }
         if report.role == Role::Fenced && report.epoch >= self.durable.epoch {
-            // The node dropped its lease and refuses grants of this epoch and older.
-            view.lease_until = Time::ZERO;
+            // The node dropped its lease before sending this report and refuses grants of this
+            // epoch and older: it accepts no write after now.
+            view.lease_until = view.lease_until.min(now);
         }
         view.report = Some((report.clone(), now));
         self.learn_from_report(node, &report, now);

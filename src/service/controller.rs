@@ -52,6 +52,28 @@ pub struct ControllerOptions {
     pub topology: Topology,
     /// The config center's address.
     pub config_center: String,
+    #[cfg(feature = "mutants")]
+    mutation: crate::controller::Mutation,
+}
+
+impl ControllerOptions {
+    /// Options for a correct controller.
+    pub fn new(params: Params, topology: Topology, config_center: String) -> ControllerOptions {
+        ControllerOptions {
+            params,
+            topology,
+            config_center,
+            #[cfg(feature = "mutants")]
+            mutation: crate::controller::Mutation::None,
+        }
+    }
+
+    /// Breaks the controller on purpose (simulator builds only).
+    #[cfg(feature = "mutants")]
+    pub fn with_mutation(mut self, mutation: crate::controller::Mutation) -> ControllerOptions {
+        self.mutation = mutation;
+        self
+    }
 }
 
 enum Input {
@@ -66,10 +88,13 @@ pub async fn run_controller(
     store: Arc<dyn Store>,
     observer: Arc<dyn ControllerObserver>,
 ) {
+    #[cfg(feature = "mutants")]
+    let mutation = options.mutation;
     let ControllerOptions {
         params,
         topology,
         config_center,
+        ..
     } = options;
     let now = clock.now();
     let peers: BTreeMap<NodeId, Arc<Peer>> = topology
@@ -83,6 +108,8 @@ pub async fn run_controller(
         Some(durable) => Controller::restore(params, topology, durable, now),
         None => Controller::new(params, topology, now),
     };
+    #[cfg(feature = "mutants")]
+    controller.set_mutation(mutation);
     let (inputs, mut received) = mpsc::unbounded_channel();
     loop {
         while let Some(action) = controller.poll_action() {

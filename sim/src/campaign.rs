@@ -1,0 +1,175 @@
+//! Campaigns: many seeds over many scenarios, summarised.
+
+use crate::check::{check, Verdict};
+use crate::scenario::{Scenario, ScenarioError};
+use crate::trace;
+use crate::world::run;
+use serde::Serialize;
+use standby::controller::Mutation;
+use std::path::{Path, PathBuf};
+
+/// Seeds run per scenario unless told otherwise.
+pub const DEFAULT_SEEDS: u64 = 16;
+
+/// One seed's result.
+#[derive(Debug, Clone)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The hash of the trace.
+    pub trace_hash: u64,
+}
+
+/// Runs one seed of one scenario and checks it.
+pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
+    let out = run(scenario, seed, mutation);
+    SeedRun {
+        seed,
+        verdict: check(scenario, &out),
+        trace_hash: trace::hash(&out.events),
+    }
+}
+
+/// p50, p99 and max of a sample, in ms (zeros when empty).
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Of `sample` (nearest-rank).
+    pub fn of(mut sample: Vec<u64>) -> Percentiles {
+        if sample.is_empty() {
+            return Percentiles::default();
+        }
+        sample.sort_unstable();
+        let rank =
+            |p: f64| sample[((p * sample.len() as f64).ceil() as usize).clamp(1, sample.len()) - 1];
+        Percentiles {
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: *sample.last().expect("non-empty"),
+        }
+    }
+}
+
+/// A failed seed, with the command that replays it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The seed.
+    pub seed: u64,
+    /// The first violated invariant.
+    pub invariant: String,
+    /// What happened.
+    pub message: String,
+    /// The one command that reproduces it.
+    pub replay: String,
+}
+
+/// One scenario's results over its seeds.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioSummary {
+    /// The scenario's name.
+    pub name: String,
+    /// Its file.
+    pub file: String,
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds with no violation.
+    pub passed: u64,
+    /// Failovers over all seeds.
+    pub failovers: u64,
+    /// False failovers over all seeds.
+    pub false_failovers: u64,
+    /// Detection latency over all seeds.
+    pub detection_ms: Percentiles,
+    /// Recovery time over all seeds.
+    pub rto_ms: Percentiles,
+    /// The most acknowledged writes lost in one seed.
+    pub rpo_writes_max: u64,
+    /// The failed seeds.
+    pub failures: Vec<Failure>,
+}
+
+/// The command that replays `seed` of the scenario in `file`.
+pub fn replay_command(file: &Path, seed: u64) -> String {
+    format!("cargo sim replay {} --seed {seed}", file.display())
+}
+
+/// Runs `seeds` of the scenario in `file`.
+pub fn run_scenario(
+    file: &Path,
+    scenario: &Scenario,
+    seeds: &[u64],
+    mutation: Mutation,
+) -> ScenarioSummary {
+    let runs: Vec<SeedRun> = seeds
+        .iter()
+        .map(|&s| run_seed(scenario, s, mutation))
+        .collect();
+    summarise(file, scenario, &runs)
+}
+
+/// Summarises seed runs of one scenario.
+pub fn summarise(file: &Path, scenario: &Scenario, runs: &[SeedRun]) -> ScenarioSummary {
+    let measures = || runs.iter().map(|r| &r.verdict.measures);
+    let failures = (runs.iter())
+        .filter_map(|r| {
+            let first = r.verdict.violations.first()?;
+            let message = (r.verdict.violations.iter())
+                .map(|v| format!("[{}] {}", v.invariant, v.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Some(Failure {
+                seed: r.seed,
+                invariant: first.invariant.to_owned(),
+                message,
+                replay: replay_command(file, r.seed),
+            })
+        })
+        .collect::<Vec<_>>();
+    ScenarioSummary {
+        name: scenario.name.clone(),
+        file: file.display().to_string(),
+        seeds: runs.len() as u64,
+        passed: (runs.len() - failures.len()) as u64,
+        failovers: measures().map(|m| m.failovers as u64).sum(),
+        false_failovers: measures().map(|m| m.false_failovers as u64).sum(),
+        detection_ms: Percentiles::of(measures().flat_map(|m| m.detection_ms.clone()).collect()),
+        rto_ms: Percentiles::of(measures().flat_map(|m| m.rto_ms.clone()).collect()),
+        rpo_writes_max: measures().map(|m| m.lost_writes).max().unwrap_or(0),
+        failures,
+    }
+}
+
+/// Every `.toml` scenario under `path` (or `path` itself), sorted by name.
+pub fn scenario_files(path: &Path) -> Result<Vec<PathBuf>, ScenarioError> {
+    if path.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|source| ScenarioError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The seeds to run: one seed, or 1..=n.
+pub fn seeds(count: u64, single: Option<u64>) -> Vec<u64> {
+    match single {
+        Some(seed) => vec![seed],
+        None => (1..=count).collect(),
+    }
+}

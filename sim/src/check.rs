@@ -1,0 +1,682 @@
+//! The invariant checkers and the per-run measures. They read only what the world did (the
+//! trace and the final disks), never the controller's own opinion of itself.
+
+use crate::scenario::Scenario;
+use crate::trace::Event;
+use crate::world::RunOutput;
+use serde::Serialize;
+use standby::controller::{AlarmEvent, AlarmKind, Note, Resolution};
+use standby::node::NodeEvent;
+use standby::params::cluster_available;
+use standby::protocol::Role;
+use standby::service::node::ReplicationMode;
+use standby::time::Time;
+use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserId, WriteId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A broken invariant or expectation, with the evidence.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Violation {
+    /// Which invariant (`single-writer`, `epochs-monotonic`, `durability`, `accounted-loss`,
+    /// `convergence`, `users-converge`, `liveness`, `expectation`).
+    pub invariant: &'static str,
+    /// What happened, with the events that prove it.
+    pub message: String,
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Measures {
+    /// Failovers (promotions of the other cluster).
+    pub failovers: u32,
+    /// Failovers declared while the primary was truly available.
+    pub false_failovers: u32,
+    /// Per declared failure: from the true failure to the declaration, in ms.
+    pub detection_ms: Vec<u64>,
+    /// Per failover: from the true failure to the last user's ack of the new epoch, in ms.
+    pub rto_ms: Vec<u64>,
+    /// Acknowledged writes missing from the final primary.
+    pub lost_writes: u64,
+    /// The span of their acknowledgement times, in ms.
+    pub lost_span_ms: u64,
+    /// Writes moved to quarantine over the run.
+    pub quarantined: u64,
+    /// Whether a second alarm was raised.
+    pub second_alarm: bool,
+    /// Whether the double-failure state was entered.
+    pub double_failure: bool,
+}
+
+/// The verdict on one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    /// Everything broken.
+    pub violations: Vec<Violation>,
+    /// What was measured.
+    pub measures: Measures,
+}
+
+struct Checker<'a> {
+    scenario: &'a Scenario,
+    out: &'a RunOutput,
+    violations: Vec<Violation>,
+}
+
+/// Checks every invariant and expectation of `scenario` on `out`.
+pub fn check(scenario: &Scenario, out: &RunOutput) -> Verdict {
+    let mut checker = Checker {
+        scenario,
+        out,
+        violations: Vec::new(),
+    };
+    checker.single_writer();
+    checker.epochs_monotonic();
+    let (lost_writes, lost_span_ms) = checker.lost_writes();
+    checker.convergence();
+    checker.users_converge();
+    checker.liveness();
+    let mut measures = checker.measures();
+    measures.lost_writes = lost_writes;
+    measures.lost_span_ms = lost_span_ms;
+    checker.expectations(&measures);
+    Verdict {
+        violations: checker.violations,
+        measures,
+    }
+}
+
+fn ms(t: Time) -> u64 {
+    t.as_millis()
+}
+
+impl Checker<'_> {
+    fn fail(&mut self, invariant: &'static str, message: String) {
+        self.violations.push(Violation { invariant, message });
+    }
+
+    fn events(&self) -> impl Iterator<Item = (Time, &Event)> {
+        self.out.events.iter().map(|(t, e)| (*t, e))
+    }
+
+    /// Per shard, accepted writes carry non-decreasing epochs in time, and each epoch belongs
+    /// to one cluster.
+    fn single_writer(&mut self) {
+        let mut last: BTreeMap<Shard, (Time, NodeId, Epoch, WriteId)> = BTreeMap::new();
+        let mut owner: BTreeMap<Epoch, (Cluster, Time, NodeId)> = BTreeMap::new();
+        let mut found = Vec::new();
+        for (t, event) in self.events() {
+            let Event::Node {
+                node,
+                event: NodeEvent::Accepted(entry),
+            } = event
+            else {
+                continue;
+            };
+            let shard = node.shard();
+            if let Some(&(t0, n0, e0, w0)) = last.get(&shard) {
+                if entry.epoch < e0 {
+                    found.push(format!(
+                        "{shard}: {n0} accepted {w0} at epoch {e0} at {t0}, then {node} accepted {} at older epoch {} at {t}",
+                        entry.id, entry.epoch
+                    ));
+                }
+            }
+            last.insert(shard, (t, *node, entry.epoch, entry.id));
+            match owner.get(&entry.epoch) {
+                Some(&(c, t0, n0)) if c != node.cluster => found.push(format!(
+                    "epoch {} accepted writes in both clusters: {n0} at {t0} and {node} ({}) at {t}",
+                    entry.epoch, entry.id
+                )),
+                Some(_) => {}
+                None => {
+                    owner.insert(entry.epoch, (node.cluster, t, *node));
+                }
+            }
+        }
+        for message in found.into_iter().take(3) {
+            self.fail("single-writer", message);
+        }
+    }
+
+    /// Epochs never go backwards at any node (between wipes), user or the config center.
+    fn epochs_monotonic(&mut self) {
+        let mut nodes: BTreeMap<NodeId, Epoch> = BTreeMap::new();
+        let mut users: BTreeMap<UserId, Epoch> = BTreeMap::new();
+        let mut center = Epoch(0);
+        let mut found = Vec::new();
+        for (t, event) in self.events() {
+            match event {
+                Event::Wiped { node } => {
+                    nodes.remove(node);
+                }
+                Event::Node {
+                    node,
+                    event: NodeEvent::Role { epoch, .. },
+                } => {
+                    let seen = nodes.entry(*node).or_default();
+                    if epoch < seen {
+                        found.push(format!(
+                            "{node} went from epoch {seen} back to {epoch} at {t}"
+                        ));
+                    }
+                    *seen = (*seen).max(*epoch);
+                }
+                Event::UserConfig { user, epoch, .. } => {
+                    let seen = users.entry(*user).or_default();
+                    if epoch <= seen {
+                        found.push(format!("{user} applied epoch {epoch} after {seen} at {t}"));
+                    }
+                    *seen = (*seen).max(*epoch);
+                }
+                Event::CenterPublished {
+                    epoch,
+                    stored: true,
+                } => {
+                    if *epoch < center {
+                        found.push(format!(
+                            "config center stored epoch {epoch} after {center} at {t}"
+                        ));
+                    }
+                    center = center.max(*epoch);
+                }
+                _ => {}
+            }
+        }
+        for message in found.into_iter().take(3) {
+            self.fail("epochs-monotonic", message);
+        }
+    }
+
+    /// Durability (sync) and accounted loss (async): every acknowledged write is in the final
+    /// data of its shard's primary, or, in async mode only, in the old primary's quarantine,
+    /// in a loss report, and acknowledged before the end of the window its alarm named.
+    fn lost_writes(&mut self) -> (u64, u64) {
+        let Some(durable) = &self.out.durable else {
+            return (0, 0);
+        };
+        let primary = durable.primary;
+        let in_log = |node: NodeId| -> BTreeSet<WriteId> {
+            self.out.disks[&node].log.iter().map(|e| e.id).collect()
+        };
+        let in_quarantine = |shard: Shard| -> BTreeSet<WriteId> {
+            Cluster::BOTH
+                .iter()
+                .flat_map(|&c| {
+                    self.out.disks[&shard.node(c)]
+                        .quarantine
+                        .iter()
+                        .map(|e| e.id)
+                })
+                .collect()
+        };
+        let wiped: BTreeSet<NodeId> = (self.events())
+            .filter_map(|(_, e)| match e {
+                Event::Wiped { node } => Some(*node),
+                _ => None,
+            })
+            .collect();
+        let mut logs: BTreeMap<Shard, BTreeSet<WriteId>> = BTreeMap::new();
+        let mut quarantines: BTreeMap<Shard, BTreeSet<WriteId>> = BTreeMap::new();
+        let accepted: BTreeMap<WriteId, Time> = (self.events())
+            .filter_map(|(t, e)| match e {
+                Event::Node {
+                    event: NodeEvent::Accepted(entry),
+                    ..
+                } => Some((entry.id, t)),
+                _ => None,
+            })
+            .collect();
+        let mut lost: Vec<(Time, WriteId, NodeId, Lsn)> = Vec::new();
+        for (_, event) in self.events() {
+            let Event::Ok { id, node, lsn, .. } = event else {
+                continue;
+            };
+            let t = accepted.get(id).copied().unwrap_or_default();
+            let shard = node.shard();
+            if wiped.contains(&shard.node(primary)) {
+                continue; // A wiped primary's data is gone by the fault's own definition.
+            }
+            let log = logs
+                .entry(shard)
+                .or_insert_with(|| in_log(shard.node(primary)));
+            if !log.contains(id) {
+                lost.push((t, *id, *node, *lsn));
+            }
+        }
+        let mode = self.scenario.replication.mode;
+        let mut found = Vec::new();
+        for &(t, id, node, lsn) in &lost {
+            let shard = node.shard();
+            let quarantined = (quarantines.entry(shard))
+                .or_insert_with(|| in_quarantine(shard))
+                .contains(&id);
+            if mode == ReplicationMode::Sync {
+                found.push(("durability", format!(
+                    "sync mode: {id} accepted by {node} at {lsn} at {t} and acknowledged is not in the final primary {}",
+                    shard.node(primary)
+                )));
+            } else if !quarantined && !self.alarm_open_for(node.cluster) {
+                found.push(("accounted-loss", format!(
+                    "{id} accepted by {node} at {lsn} at {t} and acknowledged is in neither the final primary {} nor any quarantine, and no alarm is open",
+                    shard.node(primary)
+                )));
+            } else if quarantined {
+                if let Some(problem) = self.loss_reported(node, lsn, t) {
+                    found.push(("accounted-loss", format!("{id} at {t}: {problem}")));
+                }
+            }
+        }
+        for (invariant, message) in found.into_iter().take(3) {
+            self.fail(invariant, message);
+        }
+        self.first_alarm_not_above_loss();
+        let span = match (lost.first(), lost.last()) {
+            (Some(first), Some(last)) => last.0.saturating_since(first.0).as_millis() as u64,
+            _ => 0,
+        };
+        (lost.len() as u64, span)
+    }
+
+    fn alarm_open_for(&self, cluster: Cluster) -> bool {
+        (self.out.durable.iter())
+            .flat_map(|d| d.open_alarms.values())
+            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == cluster)
+    }
+
+    /// A quarantined lost write must be in a loss report's LSN range for its shard, and have
+    /// been acknowledged before the end of the window its first alarm named.
+    fn loss_reported(&self, node: NodeId, lsn: Lsn, acked_at: Time) -> Option<String> {
+        let shard = node.shard();
+        let mut windows = Vec::new();
+        let mut reported = false;
+        for (_, event) in self.events() {
+            match event {
+                Event::Alarm(AlarmEvent::Raised(alarm)) if alarm.cluster == node.cluster => {
+                    if let Some(point) = alarm.recovery_point.get(&shard) {
+                        windows.push(point.window_end);
+                    }
+                }
+                Event::Alarm(AlarmEvent::Cleared {
+                    resolution: Resolution::LossReport(report),
+                    ..
+                }) => {
+                    let covered = report
+                        .get(&shard)
+                        .and_then(|q| q.lsns)
+                        .is_some_and(|(a, b)| a <= lsn && lsn <= b);
+                    reported |= covered;
+                }
+                _ => {}
+            }
+        }
+        if !reported && !self.alarm_open_for(node.cluster) {
+            return Some(format!("quarantined at {node} {lsn} but in no loss report"));
+        }
+        match windows.iter().max() {
+            Some(&end) if acked_at > end => Some(format!(
+                "accepted at {acked_at}, after the end of the alarm's window {end}"
+            )),
+            None => Some("lost, but no first alarm named its shard".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The first alarm's count of surely unapplied writes is never above the true loss.
+    fn first_alarm_not_above_loss(&mut self) {
+        let mut raised: BTreeMap<u64, BTreeMap<Shard, u64>> = BTreeMap::new();
+        let mut found = Vec::new();
+        for (_, event) in self.events() {
+            match event {
+                Event::Alarm(AlarmEvent::Raised(alarm))
+                    if alarm.kind == AlarmKind::PrimaryFailed =>
+                {
+                    let counts = (alarm.recovery_point.iter())
+                        .filter_map(|(s, p)| p.surely_unapplied.map(|n| (*s, n)))
+                        .collect();
+                    raised.insert(alarm.id, counts);
+                }
+                Event::Alarm(AlarmEvent::Cleared {
+                    id,
+                    resolution: Resolution::LossReport(report),
+                    ..
+                }) => {
+                    for (shard, claimed) in raised.remove(id).unwrap_or_default() {
+                        let actual = report.get(&shard).map_or(0, |q| q.count);
+                        if claimed > actual {
+                            found.push(format!(
+                                "alarm {id} said {claimed} writes of {shard} were surely unapplied; its loss report found {actual}"
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for message in found.into_iter().take(3) {
+            self.fail("accounted-loss", message);
+        }
+    }
+
+    /// When every fault has healed and the quiet period passed: identical data per shard,
+    /// replication primary -> backup, both clusters healthy, no alarm open.
+    fn convergence(&mut self) {
+        let expect = &self.scenario.expect;
+        let last_heal = self
+            .out
+            .schedule
+            .iter()
+            .map(|(s, h)| h.unwrap_or(*s))
+            .max()
+            .unwrap_or(0);
+        let healed = self
+            .out
+            .schedule
+            .iter()
+            .zip(&self.scenario.faults)
+            .all(|((_, h), f)| {
+                h.is_some() || matches!(f.kind, crate::scenario::FaultKind::Wipe { .. })
+            });
+        if !expect.converge
+            || !healed
+            || last_heal + expect.quiet_ms > self.scenario.duration_s * 1000
+        {
+            return;
+        }
+        let Some(durable) = self.out.durable.clone() else {
+            return self.fail(
+                "convergence",
+                "the controller never persisted a state".into(),
+            );
+        };
+        let mut found = Vec::new();
+        for i in 0..self.scenario.topology.nodes_per_cluster {
+            let (p, b) = (
+                NodeId::new(durable.primary, i),
+                NodeId::new(durable.primary.other(), i),
+            );
+            let (pd, bd) = (&self.out.disks[&p], &self.out.disks[&b]);
+            if pd.role != Role::Primary || pd.epoch != durable.epoch {
+                found.push(format!(
+                    "{p} is {:?} at {}, not primary at {}",
+                    pd.role, pd.epoch, durable.epoch
+                ));
+            }
+            if bd.role != Role::Backup || bd.epoch != durable.epoch {
+                found.push(format!(
+                    "{b} is {:?} at {}, not backup at {}",
+                    bd.role, bd.epoch, durable.epoch
+                ));
+            }
+            let ids = |d: &standby::node::NodeDisk| {
+                d.log.iter().map(|e| (e.lsn, e.id)).collect::<Vec<_>>()
+            };
+            if ids(pd) != ids(bd) {
+                found.push(format!(
+                    "shard {i}: {p} holds {} entries, {b} holds {}, and they differ",
+                    pd.log.len(),
+                    bd.log.len()
+                ));
+            }
+        }
+        for alarm in durable.open_alarms.values() {
+            found.push(format!(
+                "alarm {} ({:?} of cluster {}) is still open",
+                alarm.id, alarm.kind, alarm.cluster
+            ));
+        }
+        for message in found.into_iter().take(4) {
+            self.fail("convergence", message);
+        }
+    }
+
+    /// After a publication, every user applies it within the bound, and no user writes with
+    /// an older epoch after that.
+    fn users_converge(&mut self) {
+        let bound = Duration::from_millis(self.scenario.expect.users_converge_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let Some((published_at, epoch)) = self
+            .events()
+            .filter_map(|(t, e)| match e {
+                Event::Controller(Note::Promoted { epoch, .. }) => Some((t, *epoch)),
+                _ => None,
+            })
+            .last()
+        else {
+            return;
+        };
+        let deadline = published_at + bound;
+        if deadline > end {
+            return;
+        }
+        let mut applied: BTreeMap<UserId, Time> = BTreeMap::new();
+        let mut stale = None;
+        for (t, event) in self.events() {
+            match event {
+                Event::UserConfig { user, epoch: e, .. } if *e >= epoch => {
+                    applied.entry(*user).or_insert(t);
+                }
+                Event::Invoke { id, node, epoch: e }
+                    if *e < epoch && t > deadline && stale.is_none() =>
+                {
+                    stale = Some(format!("{} wrote {id} to {node} with old epoch {e} at {t}, after {epoch} was published at {published_at}", id.user));
+                }
+                _ => {}
+            }
+        }
+        for u in 0..self.scenario.topology.users {
+            match applied.get(&UserId(u)) {
+                Some(&t) if t <= deadline => {}
+                Some(&t) => self.fail(
+                    "users-converge",
+                    format!("user {u} applied {epoch} at {t}, later than {deadline}"),
+                ),
+                None => self.fail(
+                    "users-converge",
+                    format!("user {u} never applied {epoch} (published at {published_at})"),
+                ),
+            }
+        }
+        if let Some(message) = stale {
+            self.fail("users-converge", message);
+        }
+    }
+
+    /// Truth intervals during which a cluster was failed (ratio at or below the threshold).
+    fn truth_failed(&self) -> BTreeMap<Cluster, Vec<(Time, Option<Time>)>> {
+        let threshold = self.scenario.controller.ratio_threshold;
+        let mut out: BTreeMap<Cluster, Vec<(Time, Option<Time>)>> = BTreeMap::new();
+        for (t, event) in self.events() {
+            let Event::Truth {
+                cluster,
+                available,
+                total,
+            } = event
+            else {
+                continue;
+            };
+            let intervals = out.entry(*cluster).or_default();
+            let open = intervals.last().is_some_and(|(_, end)| end.is_none());
+            let failed = !cluster_available(*available, *total, threshold);
+            if failed && !open {
+                intervals.push((t, None));
+            } else if !failed && open {
+                intervals.last_mut().expect("open").1 = Some(t);
+            }
+        }
+        out
+    }
+
+    fn failed_at(intervals: &[(Time, Option<Time>)], t: Time) -> Option<Time> {
+        intervals
+            .iter()
+            .find(|(s, e)| *s <= t && e.is_none_or(|e| t < e))
+            .map(|(s, _)| *s)
+    }
+
+    /// A primary failure with an available backup ends in a failover within the bound; with
+    /// the backup failed too, the second alarm is raised and nothing is promoted.
+    fn liveness(&mut self) {
+        let truth = self.truth_failed();
+        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let none = Vec::new();
+        let mut primary = Cluster::A;
+        let mut failovers = Vec::new();
+        let mut found = Vec::new();
+        for (t, event) in self.events() {
+            if let Event::Controller(Note::Promoted { cluster, epoch, .. }) = event {
+                let other_failed =
+                    Self::failed_at(truth.get(cluster).unwrap_or(&none), t).is_some();
+                if other_failed && *epoch > Epoch(1) {
+                    found.push(format!(
+                        "cluster {cluster} was promoted at {t} in {epoch} while it was down"
+                    ));
+                }
+                if *cluster != primary {
+                    failovers.push(t);
+                }
+                primary = *cluster;
+            }
+        }
+        for &(start, stop) in truth.get(&Cluster::A).unwrap_or(&none) {
+            // Only the first primary's failures are judged here; later ones need their own
+            // bookkeeping of which cluster was primary when.
+            let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+            let backup_ok =
+                Self::failed_at(truth.get(&Cluster::B).unwrap_or(&none), start).is_none();
+            if !lasting
+                || start + bound > end
+                || !backup_ok
+                || failovers.first().is_some_and(|&f| f < start)
+            {
+                continue;
+            }
+            if !failovers.iter().any(|&f| f >= start && f <= start + bound) {
+                found.push(format!("cluster a failed at {start} with b available, and no failover followed within {bound:?}"));
+            }
+        }
+        for message in found.into_iter().take(3) {
+            self.fail("liveness", message);
+        }
+    }
+
+    fn measures(&self) -> Measures {
+        let truth = self.truth_failed();
+        let none = Vec::new();
+        let mut m = Measures::default();
+        let mut last_failover: Option<(Time, Epoch)> = None;
+        for (t, event) in self.events() {
+            match event {
+                Event::Controller(Note::FailoverStarted { cluster }) => {
+                    match Self::failed_at(truth.get(cluster).unwrap_or(&none), t) {
+                        Some(since) => m
+                            .detection_ms
+                            .push(t.saturating_since(since).as_millis() as u64),
+                        None => m.false_failovers += 1,
+                    }
+                }
+                Event::Controller(Note::Promoted {
+                    epoch,
+                    resumed: false,
+                    cluster,
+                }) if *epoch > Epoch(1) => {
+                    m.failovers += 1;
+                    let since = Self::failed_at(truth.get(&cluster.other()).unwrap_or(&none), t)
+                        .unwrap_or(t);
+                    last_failover = Some((since, *epoch));
+                    if let Some(rto) = self.rto(since, *epoch) {
+                        m.rto_ms.push(rto);
+                    }
+                }
+                Event::Controller(Note::DoubleFailure) => m.double_failure = true,
+                Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
+                    m.second_alarm = true
+                }
+                Event::Node {
+                    event: NodeEvent::Quarantined(q),
+                    ..
+                } => m.quarantined += q.count,
+                _ => {}
+            }
+        }
+        let _ = last_failover;
+        m
+    }
+
+    /// From `since` to the moment the last user acknowledged `epoch` or newer.
+    fn rto(&self, since: Time, epoch: Epoch) -> Option<u64> {
+        let mut acked: BTreeMap<UserId, Time> = BTreeMap::new();
+        for (t, event) in self.events() {
+            if let Event::CenterAck { user, epoch: e } = event {
+                if *e >= epoch {
+                    acked.entry(*user).or_insert(t);
+                }
+            }
+        }
+        if acked.len() < self.scenario.topology.users as usize {
+            return None;
+        }
+        acked
+            .values()
+            .max()
+            .map(|t| ms(*t).saturating_sub(ms(since)))
+    }
+
+    fn expectations(&mut self, m: &Measures) {
+        let e = self.scenario.expect.clone();
+        let mut problems = Vec::new();
+        if let Some(n) = e.failovers.filter(|&n| n != m.failovers) {
+            problems.push(format!(
+                "expected exactly {n} failovers, saw {}",
+                m.failovers
+            ));
+        }
+        if let Some(n) = e.failovers_max.filter(|&n| m.failovers > n) {
+            problems.push(format!(
+                "expected at most {n} failovers, saw {}",
+                m.failovers
+            ));
+        }
+        if let Some(want) = e.second_alarm.filter(|&w| w != m.second_alarm) {
+            problems.push(format!(
+                "expected second alarm raised = {want}, saw {}",
+                m.second_alarm
+            ));
+        }
+        if let Some(want) = e.double_failure.filter(|&w| w != m.double_failure) {
+            problems.push(format!(
+                "expected double failure = {want}, saw {}",
+                m.double_failure
+            ));
+        }
+        if let Some(max) = e.detection_ms_max {
+            if let Some(d) = m.detection_ms.iter().find(|&&d| d > max) {
+                problems.push(format!("detection took {d} ms, over the {max} ms allowed"));
+            }
+        }
+        if let Some(max) = e.rto_ms_max {
+            if let Some(r) = m.rto_ms.iter().find(|&&r| r > max) {
+                problems.push(format!("recovery took {r} ms, over the {max} ms allowed"));
+            }
+        }
+        if let Some(max) = e.lost_writes_max.filter(|&max| m.lost_writes > max) {
+            problems.push(format!(
+                "{} acknowledged writes lost, over the {max} allowed",
+                m.lost_writes
+            ));
+        }
+        if let Some(min) = e.quarantined_min.filter(|&min| m.quarantined < min) {
+            problems.push(format!(
+                "{} writes quarantined, expected at least {min}",
+                m.quarantined
+            ));
+        }
+        if m.false_failovers > 0 {
+            problems.push(format!("{} false failovers", m.false_failovers));
+        }
+        for message in problems {
+            self.fail("expectation", message);
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! Scenario files: a story in TOML. Topology, controller parameters, replication mode,
+//! workload, network, a fault schedule, and what must happen. Unknown or ill-typed fields are
+//! errors that name the file, the line and the field.
+
+use serde::{Deserialize, Serialize};
+use standby::params::Params;
+use standby::service::node::ReplicationMode;
+use std::path::{Path, PathBuf};
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// The scenario's name (the file stem when absent).
+    #[serde(default)]
+    pub name: String,
+    /// Simulated run length, in seconds.
+    pub duration_s: u64,
+    /// The clusters and users.
+    pub topology: TopologySpec,
+    /// The controller's parameters (defaults for any field left out).
+    #[serde(default)]
+    pub controller: Params,
+    /// Replication between paired nodes.
+    #[serde(default)]
+    pub replication: ReplicationSpec,
+    /// What users do.
+    #[serde(default)]
+    pub workload: WorkloadSpec,
+    /// The network's normal behaviour.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// The fault schedule.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// What must happen.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// The clusters and users.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Nodes in each cluster (1 to 64).
+    pub nodes_per_cluster: u16,
+    /// Users, spread over the shards round-robin.
+    pub users: u32,
+    /// Each node's clock runs off by a rate drawn by the seed within +-this many parts per
+    /// million (0: perfect clocks). Must not exceed the controller's `max_clock_drift_ppm`.
+    #[serde(default)]
+    pub clock_drift_ppm: u32,
+}
+
+/// Replication between paired nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSpec {
+    /// `async` (ack at once) or `sync` (ack after the backup applied).
+    pub mode: ReplicationMode,
+    /// The most entries in one shipment.
+    pub batch: usize,
+    /// How long a shipment may take before it is retried, in ms.
+    pub timeout_ms: u64,
+    /// Sync mode: how long a write waits for the backup before it is answered as unknown.
+    pub sync_timeout_ms: u64,
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> ReplicationSpec {
+        ReplicationSpec {
+            mode: ReplicationMode::Async,
+            batch: 128,
+            timeout_ms: 200,
+            sync_timeout_ms: 500,
+        }
+    }
+}
+
+/// What users do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkloadSpec {
+    /// Writes per second, per user.
+    pub writes_per_s: u32,
+    /// Distinct keys each user writes.
+    pub keys_per_user: u32,
+    /// How long a user waits for a write's answer, in ms.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for WorkloadSpec {
+    fn default() -> WorkloadSpec {
+        WorkloadSpec {
+            writes_per_s: 10,
+            keys_per_user: 8,
+            write_timeout_ms: 500,
+        }
+    }
+}
+
+/// The network's normal behaviour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkSpec {
+    /// The least one-way latency, in ms.
+    pub latency_min_ms: u64,
+    /// The greatest one-way latency, in ms (jitter is the spread).
+    pub latency_max_ms: u64,
+    /// Packets lost, in percent (simulated TCP turns loss into retransmission delay).
+    pub packet_loss_percent: f64,
+}
+
+impl Default for NetworkSpec {
+    fn default() -> NetworkSpec {
+        NetworkSpec {
+            latency_min_ms: 1,
+            latency_max_ms: 5,
+            packet_loss_percent: 0.0,
+        }
+    }
+}
+
+/// When a fault starts: a fixed time, or a window the seed draws from. (Unknown fields are
+/// refused by the flattened kind, which sees every field not named here.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// What happens.
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// A fixed start, in ms from the run's start.
+    #[serde(default)]
+    pub at_ms: Option<u64>,
+    /// A window `[earliest, latest]` in ms; the seed draws the start in it.
+    #[serde(default)]
+    pub window_ms: Option<[u64; 2]>,
+    /// How long until it heals, in ms; absent: it never heals.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+}
+
+/// The kinds of fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Nodes crash; they restart (disk intact) when the fault heals.
+    Crash {
+        /// Nodes, as `a/0`, or whole clusters, as `a`.
+        nodes: Vec<String>,
+    },
+    /// Nodes lose their disk: they crash, come back empty at once.
+    Wipe {
+        /// Nodes, as `a/0`.
+        nodes: Vec<String>,
+    },
+    /// Messages from every party in `from` to every party in `to` are dropped (and back
+    /// unless `one_way`). Parties: `controller`, `config-center`, `users`, `a`, `b`, `a/0`,
+    /// `user/3`.
+    Partition {
+        /// One side.
+        from: Vec<String>,
+        /// The other side.
+        to: Vec<String>,
+        /// Only `from` -> `to` is cut.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// The replication links of some shards (`a/i` <-> `b/i`) are cut.
+    LinkCut {
+        /// The shards; empty means all.
+        #[serde(default)]
+        shards: Vec<u16>,
+    },
+    /// Packet loss over the whole network.
+    PacketLoss {
+        /// Percent of packets lost.
+        percent: f64,
+    },
+    /// Latency and jitter over the whole network.
+    Latency {
+        /// The least one-way latency, in ms.
+        min_ms: u64,
+        /// The greatest one-way latency, in ms.
+        max_ms: u64,
+    },
+    /// The controller crashes; it restarts from its durable state when the fault heals.
+    ControllerCrash,
+}
+
+/// What must happen in every seed's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Expect {
+    /// Exactly this many failovers (promotions of the other cluster).
+    pub failovers: Option<u32>,
+    /// At most this many failovers.
+    pub failovers_max: Option<u32>,
+    /// Whether the second alarm (backup failed) must be raised (true) or must not be (false).
+    pub second_alarm: Option<bool>,
+    /// Whether the double-failure state must be entered.
+    pub double_failure: Option<bool>,
+    /// Whether the run must end converged (every fault healed; data identical; no alarm).
+    pub converge: bool,
+    /// Quiet time after the last heal before convergence is checked, in ms.
+    pub quiet_ms: u64,
+    /// Largest detection latency allowed, in ms.
+    pub detection_ms_max: Option<u64>,
+    /// Largest recovery time (to the last live user's ack) allowed, in ms.
+    pub rto_ms_max: Option<u64>,
+    /// After a publication, every live user must apply it within this long, in ms.
+    pub users_converge_ms: u64,
+    /// A primary failure with an available backup must end in a failover within this, in ms.
+    pub failover_within_ms: u64,
+    /// Largest number of acknowledged writes allowed to be lost (sync mode: 0).
+    pub lost_writes_max: Option<u64>,
+    /// At least this many writes must have been quarantined over the run.
+    pub quarantined_min: Option<u64>,
+}
+
+impl Default for Expect {
+    fn default() -> Expect {
+        Expect {
+            failovers: None,
+            failovers_max: None,
+            second_alarm: None,
+            double_failure: None,
+            converge: true,
+            quiet_ms: 10_000,
+            detection_ms_max: None,
+            rto_ms_max: None,
+            users_converge_ms: 5_000,
+            failover_within_ms: 10_000,
+            lost_writes_max: None,
+            quarantined_min: None,
+        }
+    }
+}
+
+/// Why a scenario file cannot be used. Each names the file; parse errors name the line and
+/// the field too.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, or a field is unknown, missing or of the wrong type.
+    #[error("{file}:{line}: {message}")]
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// The line (1-based), 0 when unknown.
+        line: usize,
+        /// The parser's message, which names the field.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{file}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Scenario {
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            file: path.to_owned(),
+            source,
+        })?;
+        Scenario::parse(path, &text)
+    }
+
+    /// Parses and validates scenario text; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(0);
+            ScenarioError::Parse {
+                file: path.to_owned(),
+                line,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        if scenario.name.is_empty() {
+            scenario.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        scenario
+            .validate()
+            .map_err(|(field, reason)| ScenarioError::Invalid {
+                file: path.to_owned(),
+                field,
+                reason,
+            })?;
+        Ok(scenario)
+    }
+
+    /// Checks ranges and cross-field rules; returns the field and the reason.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |field: &str, reason: String| Err((field.to_owned(), reason));
+        let n = self.topology.nodes_per_cluster;
+        if !(1..=64).contains(&n) {
+            return bad(
+                "topology.nodes_per_cluster",
+                format!("must be 1 to 64, got {n}"),
+            );
+        }
+        if self.duration_s == 0 {
+            return bad("duration_s", "must be greater than zero".into());
+        }
+        if let Err(e) = self.controller.validate() {
+            let field = format!("controller ({e})");
+            return bad(&field, "invalid controller parameters".into());
+        }
+        if self.topology.clock_drift_ppm > self.controller.max_clock_drift_ppm {
+            return bad(
+                "topology.clock_drift_ppm",
+                format!(
+                    "{} exceeds controller.max_clock_drift_ppm {}: the lease wait would not cover it",
+                    self.topology.clock_drift_ppm, self.controller.max_clock_drift_ppm
+                ),
+            );
+        }
+        if self.network.latency_min_ms > self.network.latency_max_ms {
+            return bad(
+                "network.latency_min_ms",
+                "must not exceed latency_max_ms".into(),
+            );
+        }
+        if !(0.0..100.0).contains(&self.network.packet_loss_percent) {
+            return bad("network.packet_loss_percent", "must be in [0, 100)".into());
+        }
+        if self.workload.writes_per_s == 0 || self.workload.keys_per_user == 0 {
+            return bad(
+                "workload",
+                "writes_per_s and keys_per_user must be positive".into(),
+            );
+        }
+        for (i, fault) in self.faults.iter().enumerate() {
+            self.validate_fault(fault)
+                .map_err(|(field, reason)| (format!("faults[{i}].{field}"), reason))?;
+        }
+        Ok(())
+    }
+
+    fn validate_fault(&self, fault: &Fault) -> Result<(), (String, String)> {
+        let run_ms = self.duration_s * 1000;
+        match (fault.at_ms, fault.window_ms) {
+            (Some(_), Some(_)) => {
+                return Err(("at_ms".into(), "give at_ms or window_ms, not both".into()))
+            }
+            (None, None) => return Err(("at_ms".into(), "give at_ms or window_ms".into())),
+            (Some(at), None) if at >= run_ms => {
+                return Err((
+                    "at_ms".into(),
+                    format!("{at} is not before the run's end ({run_ms} ms)"),
+                ))
+            }
+            (None, Some([lo, hi])) if lo > hi || hi >= run_ms => {
+                return Err((
+                    "window_ms".into(),
+                    format!("[{lo}, {hi}] must be ordered and end before {run_ms} ms"),
+                ))
+            }
+            _ => {}
+        }
+        let parties = match &fault.kind {
+            FaultKind::Crash { nodes } | FaultKind::Wipe { nodes } => nodes.clone(),
+            FaultKind::Partition { from, to, .. } => from.iter().chain(to).cloned().collect(),
+            FaultKind::LinkCut { shards } => {
+                if let Some(s) = shards
+                    .iter()
+                    .find(|&&s| s >= self.topology.nodes_per_cluster)
+                {
+                    return Err(("shards".into(), format!("shard {s} does not exist")));
+                }
+                Vec::new()
+            }
+            FaultKind::PacketLoss { percent } if !(0.0..100.0).contains(percent) => {
+                return Err(("percent".into(), "must be in [0, 100)".into()))
+            }
+            FaultKind::Latency { min_ms, max_ms } if min_ms > max_ms => {
+                return Err(("min_ms".into(), "must not exceed max_ms".into()))
+            }
+            _ => Vec::new(),
+        };
+        for party in parties {
+            Party::parse(&party, self)
+                .map_err(|reason| ("nodes".to_owned(), format!("`{party}`: {reason}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A party a fault names.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Party {
+    /// The controller.
+    Controller,
+    /// The config center.
+    ConfigCenter,
+    /// Every user.
+    Users,
+    /// One user.
+    User(u32),
+    /// Every node of a cluster.
+    Cluster(standby::types::Cluster),
+    /// One node.
+    Node(standby::types::NodeId),
+}
+
+impl Party {
+    /// Parses `controller`, `config-center`, `users`, `user/3`, `a`, `b`, `a/0`.
+    pub fn parse(text: &str, scenario: &Scenario) -> Result<Party, String> {
+        use standby::types::{Cluster, NodeId};
+        let cluster = |c: &str| match c {
+            "a" => Some(Cluster::A),
+            "b" => Some(Cluster::B),
+            _ => None,
+        };
+        match text {
+            "controller" => return Ok(Party::Controller),
+            "config-center" => return Ok(Party::ConfigCenter),
+            "users" => return Ok(Party::Users),
+            _ => {}
+        }
+        if let Some(c) = cluster(text) {
+            return Ok(Party::Cluster(c));
+        }
+        let (head, index) = text
+            .split_once('/')
+            .ok_or("expected controller, config-center, users, user/N, a, b, a/N or b/N")?;
+        let index: u32 = index
+            .parse()
+            .map_err(|_| format!("`{index}` is not a number"))?;
+        if head == "user" {
+            return if index < scenario.topology.users {
+                Ok(Party::User(index))
+            } else {
+                Err(format!("there are only {} users", scenario.topology.users))
+            };
+        }
+        let c = cluster(head).ok_or(format!("unknown cluster `{head}`"))?;
+        if index >= scenario.topology.nodes_per_cluster as u32 {
+            return Err(format!(
+                "there are only {} nodes per cluster",
+                scenario.topology.nodes_per_cluster
+            ));
+        }
+        Ok(Party::Node(NodeId::new(c, index as u16)))
+    }
+}

@@ -1,0 +1,572 @@
+//! The simulated world: storage nodes, the config center, the controller and users, each a
+//! madsim node on the simulated network, running the real services; and the fault injector
+//! that follows the scenario's schedule under the seed.
+
+use crate::scenario::{Fault, FaultKind, Party, Scenario};
+use crate::trace::{Event, Trace};
+use crate::user::{run_user, UserContext};
+use madsim::net::NetSim;
+use madsim::rand::Rng;
+use madsim::runtime::{Handle, NodeHandle};
+use madsim::task::NodeId as SimId;
+use standby::config_center::ConfigCenter;
+use standby::controller::{Action, Durable, Mutation, Topology};
+use standby::node::{Node, NodeDisk, NodeEvent};
+use standby::service::config_center::{CenterObserver, CenterService};
+use standby::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
+use standby::service::node::{NodeObserver, NodeOptions, NodeService};
+use standby::time::{Clock, Time};
+use standby::types::{Cluster, Epoch, NodeId, Shard, UserId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+const PORT: u16 = 7000;
+
+/// After the scenario's duration, users stop writing and the world runs this much longer, so
+/// that replication can drain before the final state is judged.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// Everything a finished run leaves behind for the checkers.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// The trace.
+    pub events: Vec<(Time, Event)>,
+    /// Every node's disk at the end.
+    pub disks: BTreeMap<NodeId, NodeDisk>,
+    /// The controller's durable state at the end.
+    pub durable: Option<Durable>,
+    /// The fault schedule as drawn by the seed: (start, heal) per fault, in ms.
+    pub schedule: Vec<(u64, Option<u64>)>,
+}
+
+/// Runs `scenario` under `seed` in a fresh madsim runtime.
+pub fn run(scenario: &Scenario, seed: u64, mutation: Mutation) -> RunOutput {
+    let mut config = madsim::Config::default();
+    config.net.send_latency = latency(
+        scenario.network.latency_min_ms,
+        scenario.network.latency_max_ms,
+    );
+    config.net.packet_loss_rate = scenario.network.packet_loss_percent / 100.0;
+    let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, config);
+    // A run that outlives its schedule by this much is stuck: fail it rather than hang.
+    runtime.set_time_limit(Duration::from_secs(scenario.duration_s + 60) + DRAIN);
+    let scenario = scenario.clone();
+    runtime.block_on(async move { World::build(scenario, mutation).await.run().await })
+}
+
+fn latency(min_ms: u64, max_ms: u64) -> std::ops::Range<Duration> {
+    Duration::from_millis(min_ms)..Duration::from_millis(max_ms) + Duration::from_micros(1)
+}
+
+fn address(ip: Ipv4Addr) -> String {
+    format!("{ip}:{PORT}")
+}
+
+fn node_ip(node: NodeId) -> Ipv4Addr {
+    let cluster = match node.cluster {
+        Cluster::A => 1,
+        Cluster::B => 2,
+    };
+    Ipv4Addr::new(10, cluster, 0, node.index as u8 + 1)
+}
+
+fn user_ip(user: u32) -> Ipv4Addr {
+    Ipv4Addr::new(10, 3, (user / 250) as u8, (user % 250) as u8 + 1)
+}
+
+const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const CENTER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+struct World {
+    scenario: Scenario,
+    trace: Trace,
+    handle: Handle,
+    disks: BTreeMap<NodeId, Arc<Mutex<Node>>>,
+    nodes: BTreeMap<NodeId, NodeHandle>,
+    controller: NodeHandle,
+    center: NodeHandle,
+    users: Vec<NodeHandle>,
+    store: Arc<SimStore>,
+    stop_users: Arc<AtomicBool>,
+    /// Directed links currently cut, counted so that overlapping faults heal correctly.
+    cut: BTreeMap<(SimId, SimId), u32>,
+    down: BTreeSet<NodeId>,
+    truth: BTreeMap<Cluster, usize>,
+}
+
+impl World {
+    async fn build(scenario: Scenario, mutation: Mutation) -> World {
+        let handle = Handle::current();
+        let trace = Trace::new();
+        let origin = madsim::time::Instant::now();
+        let n = scenario.topology.nodes_per_cluster;
+        let topology = Topology {
+            nodes_per_cluster: n,
+            addresses: Cluster::BOTH
+                .into_iter()
+                .flat_map(|c| (0..n).map(move |i| NodeId::new(c, i)))
+                .map(|node| (node, address(node_ip(node))))
+                .collect(),
+            users: (0..scenario.topology.users)
+                .map(|u| (UserId(u), Shard((u % n as u32) as u16)))
+                .collect(),
+        };
+        let mut disks = BTreeMap::new();
+        let mut nodes = BTreeMap::new();
+        for &node in topology.addresses.keys() {
+            let disk = Arc::new(Mutex::new(Node::new(node)));
+            let drift = draw_drift(scenario.topology.clock_drift_ppm);
+            let clock = Clock::with_origin(origin, drift);
+            nodes.insert(
+                node,
+                spawn_storage(&handle, &scenario, node, disk.clone(), clock, &trace),
+            );
+            disks.insert(node, disk);
+        }
+        let center = spawn_center(&handle, &trace);
+        let store = Arc::new(SimStore::default());
+        let (params, controller_topology) = (scenario.controller.clone(), topology.clone());
+        let options = move || {
+            ControllerOptions::new(
+                params.clone(),
+                controller_topology.clone(),
+                address(CENTER_IP),
+            )
+            .with_mutation(mutation)
+        };
+        let controller = spawn_controller(
+            &handle,
+            options,
+            Clock::with_origin(origin, 0),
+            store.clone(),
+            &trace,
+        );
+        let stop_users = Arc::new(AtomicBool::new(false));
+        let users = (0..scenario.topology.users)
+            .map(|u| spawn_user(&handle, &scenario, &topology, u, &trace, &stop_users))
+            .collect();
+        let truth = Cluster::BOTH.into_iter().map(|c| (c, n as usize)).collect();
+        World {
+            scenario,
+            trace,
+            handle,
+            disks,
+            nodes,
+            controller,
+            center,
+            users,
+            store,
+            stop_users,
+            cut: BTreeMap::new(),
+            down: BTreeSet::new(),
+            truth,
+        }
+    }
+
+    async fn run(mut self) -> RunOutput {
+        let schedule = self.draw_schedule();
+        let mut steps: Vec<(u64, usize, bool)> = Vec::new();
+        for (i, (start, heal)) in schedule.iter().enumerate() {
+            steps.push((*start, i, false));
+            if let Some(heal) = heal {
+                steps.push((*heal, i, true));
+            }
+        }
+        steps.sort();
+        for (at_ms, i, heal) in steps {
+            self.sleep_until(at_ms).await;
+            let fault = self.scenario.faults[i].clone();
+            self.apply(&fault, heal);
+        }
+        self.sleep_until(self.scenario.duration_s * 1000).await;
+        self.stop_users.store(true, Ordering::Relaxed);
+        madsim::time::sleep(DRAIN).await;
+        RunOutput {
+            events: self.trace.events(),
+            disks: (self.disks.iter())
+                .map(|(&id, node)| (id, node.lock().expect("disk").disk.clone()))
+                .collect(),
+            durable: self.store.load(),
+            schedule,
+        }
+    }
+
+    async fn sleep_until(&self, at_ms: u64) {
+        let now = self.trace.now();
+        let target = Time::from_millis(at_ms);
+        madsim::time::sleep(target.saturating_since(now)).await;
+    }
+
+    /// Draws every fault's start (and heal) time, in the order of the file.
+    fn draw_schedule(&self) -> Vec<(u64, Option<u64>)> {
+        let end = self.scenario.duration_s * 1000;
+        (self.scenario.faults.iter())
+            .map(|fault: &Fault| {
+                let start = match (fault.at_ms, fault.window_ms) {
+                    (Some(at), _) => at,
+                    (None, Some([lo, hi])) => madsim::rand::thread_rng().gen_range(lo..=hi),
+                    (None, None) => 0,
+                };
+                let heal = fault.duration_ms.map(|d| start + d).filter(|&h| h < end);
+                (start, heal)
+            })
+            .collect()
+    }
+
+    fn apply(&mut self, fault: &Fault, heal: bool) {
+        let what = describe(&fault.kind);
+        self.trace.record(Event::Fault { what, healed: heal });
+        match &fault.kind {
+            FaultKind::Crash { nodes } => {
+                for node in self.expand_nodes(nodes) {
+                    self.crash(node, heal);
+                }
+            }
+            FaultKind::Wipe { nodes } if !heal => {
+                for node in self.expand_nodes(nodes) {
+                    self.wipe(node);
+                }
+            }
+            FaultKind::Wipe { .. } => {}
+            FaultKind::Partition { from, to, one_way } => {
+                let (from, to) = (self.expand_parties(from), self.expand_parties(to));
+                for &x in &from {
+                    for &y in &to {
+                        self.cut_link(x, y, heal);
+                        if !one_way {
+                            self.cut_link(y, x, heal);
+                        }
+                    }
+                }
+            }
+            FaultKind::LinkCut { shards } => {
+                let all: Vec<u16> = (0..self.scenario.topology.nodes_per_cluster).collect();
+                let shards = if shards.is_empty() { &all } else { shards };
+                for &s in shards {
+                    let a = self.nodes[&NodeId::new(Cluster::A, s)].id();
+                    let b = self.nodes[&NodeId::new(Cluster::B, s)].id();
+                    self.cut_link(a, b, heal);
+                    self.cut_link(b, a, heal);
+                }
+            }
+            FaultKind::PacketLoss { percent } => {
+                let rate = if heal {
+                    self.scenario.network.packet_loss_percent
+                } else {
+                    *percent
+                } / 100.0;
+                NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+            }
+            FaultKind::Latency { min_ms, max_ms } => {
+                let net = &self.scenario.network;
+                let range = if heal {
+                    latency(net.latency_min_ms, net.latency_max_ms)
+                } else {
+                    latency(*min_ms, *max_ms)
+                };
+                NetSim::current().update_config(|c| c.send_latency = range);
+            }
+            FaultKind::ControllerCrash => {
+                if heal {
+                    self.handle.restart(self.controller.id());
+                } else {
+                    self.handle.kill(self.controller.id());
+                }
+            }
+        }
+        self.update_truth();
+    }
+
+    fn crash(&mut self, node: NodeId, heal: bool) {
+        let id = self.nodes[&node].id();
+        if heal {
+            if self.down.remove(&node) {
+                self.handle.restart(id);
+            }
+        } else if self.down.insert(node) {
+            self.handle.kill(id);
+        }
+    }
+
+    fn wipe(&mut self, node: NodeId) {
+        let id = self.nodes[&node].id();
+        self.handle.kill(id);
+        *self.disks[&node].lock().expect("disk") = Node::new(node);
+        self.trace.record(Event::Wiped { node });
+        if !self.down.contains(&node) {
+            self.handle.restart(id);
+        }
+    }
+
+    fn cut_link(&mut self, from: SimId, to: SimId, heal: bool) {
+        let net = NetSim::current();
+        let count = self.cut.entry((from, to)).or_insert(0);
+        if heal {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.cut.remove(&(from, to));
+                net.unclog_link(from, to);
+            }
+        } else {
+            *count += 1;
+            net.clog_link(from, to);
+        }
+    }
+
+    /// Records each cluster's true availability: nodes up and able to talk with the
+    /// controller both ways.
+    fn update_truth(&mut self) {
+        let controller = self.controller.id();
+        for cluster in Cluster::BOTH {
+            let total = self.scenario.topology.nodes_per_cluster as usize;
+            let available = (0..total as u16)
+                .map(|i| NodeId::new(cluster, i))
+                .filter(|n| !self.down.contains(n))
+                .filter(|n| {
+                    let id = self.nodes[n].id();
+                    !self.cut.contains_key(&(id, controller))
+                        && !self.cut.contains_key(&(controller, id))
+                })
+                .count();
+            if self.truth.insert(cluster, available) != Some(available) {
+                self.trace.record(Event::Truth {
+                    cluster,
+                    available,
+                    total,
+                });
+            }
+        }
+    }
+
+    fn expand_nodes(&self, names: &[String]) -> Vec<NodeId> {
+        let mut out = BTreeSet::new();
+        for name in names {
+            match Party::parse(name, &self.scenario) {
+                Ok(Party::Node(node)) => {
+                    out.insert(node);
+                }
+                Ok(Party::Cluster(c)) => out.extend(self.nodes.keys().filter(|n| n.cluster == c)),
+                _ => {}
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    fn expand_parties(&self, names: &[String]) -> Vec<SimId> {
+        let mut out = BTreeSet::new();
+        for name in names {
+            let ids: Vec<SimId> = match Party::parse(name, &self.scenario) {
+                Ok(Party::Controller) => vec![self.controller.id()],
+                Ok(Party::ConfigCenter) => vec![self.center.id()],
+                Ok(Party::Users) => self.users.iter().map(|u| u.id()).collect(),
+                Ok(Party::User(u)) => vec![self.users[u as usize].id()],
+                Ok(Party::Cluster(_)) | Ok(Party::Node(_)) => {
+                    (self.expand_nodes(std::slice::from_ref(name)).iter())
+                        .map(|n| self.nodes[n].id())
+                        .collect()
+                }
+                Err(_) => Vec::new(),
+            };
+            out.extend(ids);
+        }
+        out.into_iter().collect()
+    }
+}
+
+fn describe(kind: &FaultKind) -> String {
+    match kind {
+        FaultKind::Crash { nodes } => format!("crash {}", nodes.join(" ")),
+        FaultKind::Wipe { nodes } => format!("wipe {}", nodes.join(" ")),
+        FaultKind::Partition { from, to, one_way } => {
+            let arrow = if *one_way { "->" } else { "<->" };
+            format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
+        }
+        FaultKind::LinkCut { shards } => format!("replication link cut {shards:?}"),
+        FaultKind::PacketLoss { percent } => format!("packet loss {percent}%"),
+        FaultKind::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
+        FaultKind::ControllerCrash => "controller crash".to_owned(),
+    }
+}
+
+fn draw_drift(max_ppm: u32) -> i64 {
+    if max_ppm == 0 {
+        return 0;
+    }
+    let max = max_ppm as i64;
+    madsim::rand::thread_rng().gen_range(-max..=max)
+}
+
+fn spawn_storage(
+    handle: &Handle,
+    scenario: &Scenario,
+    node: NodeId,
+    disk: Arc<Mutex<Node>>,
+    clock: Clock,
+    trace: &Trace,
+) -> NodeHandle {
+    let replication = &scenario.replication;
+    let options = NodeOptions {
+        mode: replication.mode,
+        peer_address: address(node_ip(node.peer())),
+        replication_timeout: Duration::from_millis(replication.timeout_ms),
+        replication_batch: replication.batch,
+        sync_timeout: Duration::from_millis(replication.sync_timeout_ms),
+    };
+    let observer: Arc<dyn NodeObserver> = Arc::new(TraceObserver(trace.clone()));
+    handle
+        .create_node()
+        .name(node.to_string())
+        .ip(IpAddr::V4(node_ip(node)))
+        .init(move || {
+            let (disk, clock, options, observer) = (
+                disk.clone(),
+                clock.clone(),
+                options.clone(),
+                observer.clone(),
+            );
+            async move {
+                disk.lock().expect("disk").restart();
+                let listener = TcpListener::bind(address(node_ip(node)))
+                    .await
+                    .expect("bind");
+                NodeService::new(disk, clock, options, observer)
+                    .run(listener)
+                    .await;
+            }
+        })
+        .build()
+}
+
+fn spawn_center(handle: &Handle, trace: &Trace) -> NodeHandle {
+    let state = Arc::new(Mutex::new(ConfigCenter::new()));
+    let observer: Arc<dyn CenterObserver> = Arc::new(TraceObserver(trace.clone()));
+    handle
+        .create_node()
+        .name("config-center")
+        .ip(IpAddr::V4(CENTER_IP))
+        .init(move || {
+            let (state, observer) = (state.clone(), observer.clone());
+            async move {
+                let listener = TcpListener::bind(address(CENTER_IP)).await.expect("bind");
+                CenterService::new(state, observer).run(listener).await;
+            }
+        })
+        .build()
+}
+
+fn spawn_controller(
+    handle: &Handle,
+    options: impl Fn() -> ControllerOptions + Send + Sync + 'static,
+    clock: Clock,
+    store: Arc<SimStore>,
+    trace: &Trace,
+) -> NodeHandle {
+    let observer = Arc::new(ControllerTrace {
+        trace: trace.clone(),
+        last_epoch: Mutex::new(Epoch(0)),
+    });
+    handle
+        .create_node()
+        .name("controller")
+        .ip(IpAddr::V4(CONTROLLER_IP))
+        .init(move || {
+            let (options, clock, store, observer) =
+                (options(), clock.clone(), store.clone(), observer.clone());
+            async move { run_controller(options, clock, store, observer).await }
+        })
+        .build()
+}
+
+fn spawn_user(
+    handle: &Handle,
+    scenario: &Scenario,
+    topology: &Topology,
+    user: u32,
+    trace: &Trace,
+    stop: &Arc<AtomicBool>,
+) -> NodeHandle {
+    let context = Arc::new(UserContext {
+        user: UserId(user),
+        workload: scenario.workload.clone(),
+        center: address(CENTER_IP),
+        addresses: topology.addresses.clone(),
+        trace: trace.clone(),
+        stop: stop.clone(),
+    });
+    handle
+        .create_node()
+        .name(format!("user/{user}"))
+        .ip(IpAddr::V4(user_ip(user)))
+        .init(move || run_user(context.clone()))
+        .build()
+}
+
+/// The controller's "disk".
+#[derive(Debug, Default)]
+struct SimStore(Mutex<Option<Durable>>);
+
+impl Store for SimStore {
+    fn load(&self) -> Option<Durable> {
+        self.0.lock().expect("store").clone()
+    }
+    fn save(&self, state: &Durable) {
+        *self.0.lock().expect("store") = Some(state.clone());
+    }
+}
+
+struct TraceObserver(Trace);
+
+impl NodeObserver for TraceObserver {
+    fn on_events(&self, node: NodeId, events: &[NodeEvent]) {
+        for event in events {
+            self.0.record(Event::Node {
+                node,
+                event: event.clone(),
+            });
+        }
+    }
+}
+
+impl CenterObserver for TraceObserver {
+    fn on_publish(&self, epoch: Epoch, stored: bool) {
+        self.0.record(Event::CenterPublished { epoch, stored });
+    }
+    fn on_ack(&self, user: UserId, epoch: Epoch) {
+        self.0.record(Event::CenterAck { user, epoch });
+    }
+}
+
+struct ControllerTrace {
+    trace: Trace,
+    last_epoch: Mutex<Epoch>,
+}
+
+impl ControllerObserver for ControllerTrace {
+    fn on_action(&self, _now: Time, action: &Action) {
+        let event = match action {
+            Action::Note(note) => Event::Controller(note.clone()),
+            Action::Alarm(alarm) => Event::Alarm(alarm.clone()),
+            Action::Publish { epoch, configs } => Event::PublishSent {
+                epoch: *epoch,
+                users: configs.len(),
+            },
+            Action::Persist(durable) => {
+                let mut last = self.last_epoch.lock().expect("epoch");
+                if durable.epoch == *last {
+                    return;
+                }
+                *last = durable.epoch;
+                Event::EpochPersisted {
+                    epoch: durable.epoch,
+                    primary: durable.primary,
+                }
+            }
+            Action::Heartbeat { .. } => return,
+        };
+        self.trace.record(event);
+    }
+}
