@@ -143,7 +143,12 @@ impl Node {
                 self.volatile.lease = Some((grant.epoch, until.max(current)));
             }
         }
-        self.volatile.report_sent.insert(heartbeat.round, now);
+        // The first send of a round anchors it: a duplicate arriving late must never move an
+        // anchor later than the controller's bound assumes.
+        self.volatile
+            .report_sent
+            .entry(heartbeat.round)
+            .or_insert(now);
         while self.volatile.report_sent.len() > 16 {
             self.volatile.report_sent.pop_first();
         }
@@ -218,10 +223,20 @@ impl Node {
         }
     }
 
-    /// Moves every entry after `after` to the quarantine (claim 7 with [DESIGN] 6: never
-    /// silently dropped, never merged), and rebuilds the data from what is left.
-    fn quarantine_after(&mut self, after: Lsn, epoch: Epoch, events: &mut Vec<NodeEvent>) {
-        let keep = (after.0 as usize).min(self.disk.log.len());
+    /// Moves the divergent suffix to the quarantine (claim 7 with [DESIGN] 6: never silently
+    /// dropped, never merged), and rebuilds the data from what is left.
+    ///
+    /// The new primary of `epoch` held exactly `stop_point` entries when it was promoted, and
+    /// every entry it has after that is of `epoch`. So an entry of this log after the stop
+    /// point is divergent exactly when it is of an older epoch: the old primary's writes that
+    /// never reached the new one. Entries of `epoch` came from the new primary and stay. This
+    /// makes the rule safe to apply to any follower, including one that was already
+    /// following in `epoch` (whose log holds nothing divergent).
+    fn quarantine_after(&mut self, stop_point: Lsn, epoch: Epoch, events: &mut Vec<NodeEvent>) {
+        let start = (stop_point.0 as usize).min(self.disk.log.len());
+        let keep = (self.disk.log[start..].iter())
+            .position(|entry| entry.epoch < epoch)
+            .map_or(self.disk.log.len(), |offset| start + offset);
         let moved: Vec<Entry> = self.disk.log.split_off(keep);
         let summary = QuarantineSummary {
             epoch,

@@ -69,7 +69,39 @@ macro_rules! scenario_tests {
 }
 
 scenario_tests! {
+    steady_state_never_fails_over => "steady-state",
+    primary_minority_crash_does_not_fail_over => "primary-minority-crash",
     primary_majority_crash_fails_over_once => "primary-majority-crash",
+    primary_half_crash_fails_over_at_the_claim_4_boundary => "primary-half-crash",
+    primary_outage_and_failback_quarantines_and_resyncs => "primary-outage-and-failback",
+    backup_down_then_primary_down_waits_for_the_backup => "backup-down-then-primary-down",
+    both_down_primary_returns_first_resumes_without_loss => "both-down-primary-returns-first",
+    controller_isolated_from_primary_keeps_a_single_writer => "controller-isolated-from-primary",
+    replication_link_cut_then_primary_crash_accounts_for_loss => "replication-link-cut-then-primary-crash",
+    sync_mode_primary_crash_loses_no_acknowledged_write => "sync-mode-primary-crash",
+    lossy_network_has_no_false_failover => "lossy-network",
+    flapping_primary_fails_over_at_most_once => "flapping-primary",
+    clock_drift_within_the_bound_keeps_a_single_writer => "clock-drift",
+    old_primary_returning_mid_failover_is_safe => "old-primary-returns-mid-failover",
+    controller_crash_during_failover_fails_over_once => "controller-crash-during-failover",
+    users_cut_from_config_center_learn_from_rejections => "users-cut-from-config-center",
+}
+
+/// The single-writer checker can fail: with fencing switched off (no lease waits, no fence
+/// commands), the controller cut off from a healthy primary promotes the backup while users
+/// still write to the old primary, and the checker must see two writers.
+#[test]
+fn without_fencing_the_isolated_primary_splits_the_brain() {
+    let (runs, failures) = run("controller-isolated-from-primary", Mutation::NoFencing);
+    assert!(runs > 0);
+    let caught = failures
+        .iter()
+        .filter(|f| f.contains("[single-writer]"))
+        .count();
+    assert!(
+        caught > 0,
+        "fencing off, yet no seed of {runs} violated single-writer; failures: {failures:?}"
+    );
 }
 
 #[test]

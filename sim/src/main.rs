@@ -36,6 +36,9 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
+        /// Run a deliberately broken controller (to see the checkers catch it).
+        #[arg(long, value_enum, default_value = "none")]
+        mutant: MutantArg,
     },
     /// Replay one seed of one scenario: its timeline, verdict and trace hash.
     Replay {
@@ -44,20 +47,47 @@ enum Command {
         /// The seed.
         #[arg(long)]
         seed: u64,
+        /// Replay with a deliberately broken controller.
+        #[arg(long, value_enum, default_value = "none")]
+        mutant: MutantArg,
     },
+}
+
+/// The deliberately broken controllers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum MutantArg {
+    /// The correct controller.
+    None,
+    /// Fencing switched off.
+    NoFencing,
+}
+
+impl From<MutantArg> for Mutation {
+    fn from(arg: MutantArg) -> Mutation {
+        match arg {
+            MutantArg::None => Mutation::None,
+            MutantArg::NoFencing => Mutation::NoFencing,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        None => campaign(Path::new("scenarios"), &seeds(DEFAULT_SEEDS, None), false),
+        None => campaign(
+            Path::new("scenarios"),
+            &seeds(DEFAULT_SEEDS, None),
+            false,
+            Mutation::None,
+        ),
         Some(Command::Run {
             path,
             seeds: n,
             seed,
             json,
-        }) => campaign(&path, &seeds(n, seed), json),
-        Some(Command::Replay { file, seed }) => replay(&file, seed),
+            mutant,
+        }) => campaign(&path, &seeds(n, seed), json, mutant.into()),
+        Some(Command::Replay { file, seed, mutant }) => replay(&file, seed, mutant.into()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -69,7 +99,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn campaign(path: &Path, seeds: &[u64], json: bool) -> Result<bool, String> {
+fn campaign(path: &Path, seeds: &[u64], json: bool, mutation: Mutation) -> Result<bool, String> {
     let files = scenario_files(path).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!("{}: no scenario files (*.toml)", path.display()));
@@ -84,7 +114,7 @@ fn campaign(path: &Path, seeds: &[u64], json: bool) -> Result<bool, String> {
         if !json {
             eprint!("{:<40} {} seeds ...", scenario.name, seeds.len());
         }
-        let summary = run_scenario(file, scenario, seeds, Mutation::None);
+        let summary = run_scenario(file, scenario, seeds, mutation);
         if !json {
             eprintln!(" {}/{} passed", summary.passed, summary.seeds);
         }
@@ -138,9 +168,9 @@ fn print_table(summaries: &[ScenarioSummary]) {
     }
 }
 
-fn replay(file: &Path, seed: u64) -> Result<bool, String> {
+fn replay(file: &Path, seed: u64, mutation: Mutation) -> Result<bool, String> {
     let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
-    let out = standby_sim::world::run(&scenario, seed, Mutation::None);
+    let out = standby_sim::world::run(&scenario, seed, mutation);
     print!("{}", trace::render(&out.events));
     let verdict = check(&scenario, &out);
     for v in &verdict.violations {

@@ -57,6 +57,16 @@ impl ClusterHealth {
         }
     }
 
+    /// A cluster presumed failed (after a restart, when there was reason to think so): it
+    /// must answer for `recovery_rounds` evaluations to be declared available.
+    pub fn failed(total: usize) -> ClusterHealth {
+        ClusterHealth {
+            declared: Availability::Failed,
+            streak: 0,
+            last: (0, total),
+        }
+    }
+
     /// Feeds one evaluation (`available` of `total` nodes). Returns the new declared state
     /// when it changed.
     pub fn evaluate(

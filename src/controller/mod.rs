@@ -73,6 +73,13 @@ pub struct Durable {
     pub open_alarms: BTreeMap<u64, Alarm>,
     /// The next alarm id.
     pub next_alarm_id: u64,
+    /// Whether the primary of `epoch` has been declared failed and no new epoch has begun
+    /// yet (failover or double failure under way): a restart resumes the failover.
+    pub failing_over: bool,
+    /// How many times the controller has started. Heartbeat rounds are numbered from
+    /// `incarnation << 32`, so a round number is never reused across restarts (a lease is
+    /// anchored at a round: a reused number would let a delayed heartbeat blur the anchor).
+    pub incarnation: u64,
 }
 
 /// Where the controller is in the failover story.
@@ -211,6 +218,8 @@ impl Controller {
             stop_points: BTreeMap::new(),
             open_alarms: BTreeMap::new(),
             next_alarm_id: 1,
+            failing_over: false,
+            incarnation: 0,
         };
         let mut controller = Controller::restore(params, topology, durable, now);
         controller.promote(Cluster::A, true, now);
@@ -218,25 +227,51 @@ impl Controller {
     }
 
     /// A controller restarting from its persisted state. It treats every lease it may have
-    /// granted before the restart as live for one more lease wait.
-    pub fn restore(params: Params, topology: Topology, durable: Durable, now: Time) -> Controller {
+    /// granted before the restart as live for one more lease wait, presumes failed every
+    /// cluster it had reason to think failed (an open alarm, a backup not yet rejoined) until
+    /// it has seen it answer for `recovery_rounds`, and resumes a failover under way.
+    pub fn restore(
+        params: Params,
+        topology: Topology,
+        mut durable: Durable,
+        now: Time,
+    ) -> Controller {
         let n = topology.nodes_per_cluster as usize;
         let nodes = topology
             .all_nodes()
             .map(|node| (node, NodeView::default()))
             .collect();
+        durable.incarnation += 1;
+        let presumed_failed = |cluster: Cluster| {
+            let alarmed = durable.open_alarms.values().any(|a| a.cluster == cluster);
+            let unjoined = cluster != durable.primary && !durable.backup_joined;
+            alarmed || unjoined
+        };
+        let health = Cluster::BOTH
+            .into_iter()
+            .map(|c| match presumed_failed(c) {
+                true => (c, ClusterHealth::failed(n)),
+                false => (c, ClusterHealth::new(n)),
+            })
+            .collect();
+        let phase = match durable.failing_over {
+            true => Phase::Failover {
+                detected_at: now,
+                stop_deadline: now + params.heartbeat_timeout(),
+                alarm_raised: false,
+            },
+            false => Phase::Normal,
+        };
+        let round = durable.incarnation << 32;
         let mut controller = Controller {
-            health: Cluster::BOTH
-                .into_iter()
-                .map(|c| (c, ClusterHealth::new(n)))
-                .collect(),
+            health,
             params,
             topology,
             durable,
-            phase: Phase::Normal,
+            phase,
             nodes,
             started_at: now,
-            round: 0,
+            round,
             round_sent_at: BTreeMap::new(),
             next_tick: now,
             published: Epoch(0),
@@ -245,6 +280,7 @@ impl Controller {
             #[cfg(feature = "mutants")]
             mutation: Mutation::None,
         };
+        controller.persist();
         if controller.durable.epoch > Epoch(0) {
             controller.publish(now);
         }
@@ -376,6 +412,10 @@ impl Controller {
                 availability,
                 nodes: (available, total),
             });
+            if availability == Availability::Available {
+                let resolution = Resolution::BackupRecovered;
+                self.clear_alarms(cluster, AlarmKind::BackupFailed, resolution, now);
+            }
         }
     }
 
@@ -437,6 +477,8 @@ impl Controller {
     /// heartbeats' commands from now on), stop replication into the backup, and wait for the
     /// stop answers before raising the first alarm with the recovery point.
     fn start_failover(&mut self, now: Time) {
+        self.durable.failing_over = true;
+        self.persist();
         self.phase = Phase::Failover {
             detected_at: now,
             stop_deadline: now + self.params.heartbeat_timeout(),
@@ -524,6 +566,7 @@ impl Controller {
             self.durable.backup_joined = false;
         }
         self.durable.stop_points.clear();
+        self.durable.failing_over = false;
         self.persist();
         self.phase = Phase::Normal;
         self.note(Note::Promoted {
@@ -581,14 +624,26 @@ impl Controller {
         self.round_sent_at = self.round_sent_at.split_off(&keep_after);
         let nodes: Vec<NodeId> = self.topology.all_nodes().collect();
         for node in nodes {
-            let heartbeat = Heartbeat {
-                round: self.round,
-                grant: self.grant(node),
-                command: self.pending_command(node),
-            };
-            self.actions
-                .push_back(Action::Heartbeat { node, heartbeat });
+            self.push_heartbeat(node);
         }
+    }
+
+    /// Sends one extra heartbeat to `node`, in a round of its own (a lease is anchored at the
+    /// report of one round: two reports of the same round would blur the anchor).
+    fn send_heartbeat(&mut self, node: NodeId, now: Time) {
+        self.round += 1;
+        self.round_sent_at.insert(self.round, now);
+        self.push_heartbeat(node);
+    }
+
+    fn push_heartbeat(&mut self, node: NodeId) {
+        let heartbeat = Heartbeat {
+            round: self.round,
+            grant: self.grant(node),
+            command: self.pending_command(node),
+        };
+        self.actions
+            .push_back(Action::Heartbeat { node, heartbeat });
     }
 
     /// A lease for `node` if it is a confirmed primary of the current epoch in normal
@@ -676,6 +731,9 @@ impl Controller {
                     shard,
                     lsn: report.epoch_start_lsn,
                 });
+                // A new primary may write only under a lease: grant it now rather than at the
+                // next round, so that users are not refused for a whole interval.
+                self.send_heartbeat(node, now);
             }
         }
         if node.cluster != self.durable.primary && report.role == Role::Backup {
@@ -749,11 +807,13 @@ impl Controller {
                     (Some((p, _)), Some(b)) => Some(p.0.saturating_sub(b.0)),
                     _ => None,
                 };
+                // A lease granted before a restart is unknown to us but bounded by it.
+                let restart_bound = self.started_at + self.params.lease_wait();
                 let point = RecoveryPoint {
                     backup_applied,
                     primary_reported,
                     surely_unapplied,
-                    window_end: self.nodes[&node].lease_until,
+                    window_end: self.nodes[&node].lease_until.max(restart_bound),
                 };
                 (node.shard(), point)
             })

@@ -11,6 +11,9 @@ pub enum RpcError {
     /// No answer before the deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// Another call to the same peer is still waiting for its answer.
+    #[error("a call to this peer is already in flight")]
+    Busy,
     /// The connection failed or the answer was malformed.
     #[error(transparent)]
     Wire(#[from] WireError),
@@ -38,25 +41,24 @@ impl Peer {
         &self.address
     }
 
-    /// Sends `request` and waits for one answer, all within `deadline` (waiting for an
-    /// earlier call to the same peer included).
+    /// Sends `request` and waits for one answer, within `deadline`. One call is in flight
+    /// per peer at a time: a call made while another is waiting fails at once with
+    /// [`RpcError::Busy`] (for a heartbeat, as good as a lost one). A call that fails or
+    /// times out drops the connection, so that a late answer is never taken for the next
+    /// call's, and a connection stuck behind a partition is not reused after it heals.
     pub async fn call(&self, request: &Message, deadline: Duration) -> Result<Message, RpcError> {
-        let attempt = async {
-            let mut connection = self.connection.lock().await;
-            let result = self.exchange(&mut connection, request).await;
-            if result.is_err() {
-                *connection = None;
-            }
-            result
+        let Ok(mut connection) = self.connection.try_lock() else {
+            return Err(RpcError::Busy);
         };
-        match tokio::time::timeout(deadline, attempt).await {
-            Ok(result) => Ok(result?),
+        let result = tokio::time::timeout(deadline, self.exchange(&mut connection, request)).await;
+        match result {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(error)) => {
+                *connection = None;
+                Err(error.into())
+            }
             Err(_) => {
-                // The abandoned attempt dropped its guard; drop the connection too, so that a
-                // late answer cannot be taken for the next call's.
-                if let Ok(mut connection) = self.connection.try_lock() {
-                    *connection = None;
-                }
+                *connection = None;
                 Err(RpcError::Timeout(deadline))
             }
         }
