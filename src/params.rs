@@ -68,6 +68,18 @@ pub enum ParamsError {
     },
 }
 
+impl ParamsError {
+    /// The field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ParamsError::Zero { field } => field,
+            ParamsError::Threshold(_) => "ratio_threshold",
+            ParamsError::Drift(_) => "max_clock_drift_ppm",
+            ParamsError::LeaseTooShort { .. } => "lease_duration_ms",
+        }
+    }
+}
+
 impl Params {
     /// Checks that the parameters make sense together.
     pub fn validate(&self) -> Result<(), ParamsError> {

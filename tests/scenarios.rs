@@ -4,7 +4,7 @@
 //! one command that replays it.
 
 use standby::controller::Mutation;
-use standby_sim::campaign::{run_scenario, scenario_files, seeds, DEFAULT_SEEDS};
+use standby_sim::campaign::{run_scenario, run_seed, scenario_files, seeds, DEFAULT_SEEDS};
 use standby_sim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 
@@ -118,4 +118,32 @@ fn every_scenario_file_has_a_test() {
         untested.is_empty(),
         "scenarios without a test in tests/scenarios.rs: {untested:?}"
     );
+}
+
+/// The same seed gives the same trace, byte for byte (compared through its hash), for a sample
+/// of scenarios and seeds.
+#[test]
+fn the_same_seed_replays_the_same_trace() {
+    for name in [
+        "primary-majority-crash",
+        "lossy-network",
+        "controller-crash-during-failover",
+    ] {
+        let file = scenarios_dir().join(format!("{name}.toml"));
+        let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        for seed in [1, 7] {
+            let first = run_seed(&scenario, seed, Mutation::None);
+            let second = run_seed(&scenario, seed, Mutation::None);
+            assert_eq!(
+                first.trace_hash, second.trace_hash,
+                "{name} seed {seed}: two runs differ; replay: cargo sim replay scenarios/{name}.toml --seed {seed}"
+            );
+        }
+        let other = run_seed(&scenario, 2, Mutation::None);
+        let first = run_seed(&scenario, 1, Mutation::None);
+        assert_ne!(
+            first.trace_hash, other.trace_hash,
+            "{name}: seeds 1 and 2 gave the same trace"
+        );
+    }
 }

@@ -521,39 +521,57 @@ impl Checker<'_> {
         let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
         let end = Time::from_millis(self.scenario.duration_s * 1000);
         let none = Vec::new();
-        let mut primary = Cluster::A;
-        let mut failovers = Vec::new();
+        let failed = |c: Cluster| truth.get(&c).unwrap_or(&none);
+        // Which cluster was primary when: from every epoch the controller made durable.
+        let mut primaries: Vec<(Time, Cluster)> = Vec::new();
+        let mut promotions: Vec<(Time, Cluster)> = Vec::new();
+        let mut second_alarms: Vec<(Time, Cluster)> = Vec::new();
         let mut found = Vec::new();
         for (t, event) in self.events() {
-            if let Event::Controller(Note::Promoted { cluster, epoch, .. }) = event {
-                let other_failed =
-                    Self::failed_at(truth.get(cluster).unwrap_or(&none), t).is_some();
-                if other_failed && *epoch > Epoch(1) {
-                    found.push(format!(
-                        "cluster {cluster} was promoted at {t} in {epoch} while it was down"
-                    ));
+            match event {
+                Event::EpochPersisted { primary, .. } => primaries.push((t, *primary)),
+                Event::Controller(Note::Promoted { cluster, epoch, .. }) => {
+                    if *epoch > Epoch(1) && Self::failed_at(failed(*cluster), t).is_some() {
+                        found.push(format!(
+                            "cluster {cluster} was promoted at {t} in {epoch} while it was down"
+                        ));
+                    }
+                    promotions.push((t, *cluster));
                 }
-                if *cluster != primary {
-                    failovers.push(t);
+                Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
+                    second_alarms.push((t, a.cluster))
                 }
-                primary = *cluster;
+                _ => {}
             }
         }
-        for &(start, stop) in truth.get(&Cluster::A).unwrap_or(&none) {
-            // Only the first primary's failures are judged here; later ones need their own
-            // bookkeeping of which cluster was primary when.
-            let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
-            let backup_ok =
-                Self::failed_at(truth.get(&Cluster::B).unwrap_or(&none), start).is_none();
-            if !lasting
-                || start + bound > end
-                || !backup_ok
-                || failovers.first().is_some_and(|&f| f < start)
-            {
-                continue;
-            }
-            if !failovers.iter().any(|&f| f >= start && f <= start + bound) {
-                found.push(format!("cluster a failed at {start} with b available, and no failover followed within {bound:?}"));
+        let primary_at = |t: Time| {
+            primaries
+                .iter()
+                .rev()
+                .find(|(s, _)| *s <= t)
+                .map(|(_, c)| *c)
+        };
+        for cluster in Cluster::BOTH {
+            for &(start, stop) in failed(cluster) {
+                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+                if !lasting || start + bound > end || primary_at(start) != Some(cluster) {
+                    continue;
+                }
+                let other = cluster.other();
+                let deadline = start + bound;
+                if Self::failed_at(failed(other), start).is_none() {
+                    let promoted = promotions
+                        .iter()
+                        .any(|&(t, c)| c == other && t >= start && t <= deadline);
+                    if !promoted {
+                        found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline}"));
+                    }
+                } else if !second_alarms
+                    .iter()
+                    .any(|&(t, c)| c == other && t <= deadline)
+                {
+                    found.push(format!("primary {cluster} failed at {start} with {other} down too, and no second alarm for {other} was raised by {deadline}"));
+                }
             }
         }
         for message in found.into_iter().take(3) {
@@ -565,7 +583,6 @@ impl Checker<'_> {
         let truth = self.truth_failed();
         let none = Vec::new();
         let mut m = Measures::default();
-        let mut last_failover: Option<(Time, Epoch)> = None;
         for (t, event) in self.events() {
             match event {
                 Event::Controller(Note::FailoverStarted { cluster }) => {
@@ -584,7 +601,6 @@ impl Checker<'_> {
                     m.failovers += 1;
                     let since = Self::failed_at(truth.get(&cluster.other()).unwrap_or(&none), t)
                         .unwrap_or(t);
-                    last_failover = Some((since, *epoch));
                     if let Some(rto) = self.rto(since, *epoch) {
                         m.rto_ms.push(rto);
                     }
@@ -600,7 +616,6 @@ impl Checker<'_> {
                 _ => {}
             }
         }
-        let _ = last_failover;
         m
     }
 

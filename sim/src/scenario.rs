@@ -282,17 +282,8 @@ impl Scenario {
 
     /// Parses and validates scenario text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
-        let mut scenario: Scenario = toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|span| text[..span.start.min(text.len())].lines().count().max(1))
-                .unwrap_or(0);
-            ScenarioError::Parse {
-                file: path.to_owned(),
-                line,
-                message: e.message().trim().to_owned(),
-            }
-        })?;
+        let mut scenario: Scenario =
+            toml::from_str(text).map_err(|e| parse_error(path, text, &e))?;
         if scenario.name.is_empty() {
             scenario.name = path
                 .file_stem()
@@ -323,8 +314,7 @@ impl Scenario {
             return bad("duration_s", "must be greater than zero".into());
         }
         if let Err(e) = self.controller.validate() {
-            let field = format!("controller ({e})");
-            return bad(&field, "invalid controller parameters".into());
+            return bad(&format!("controller.{}", e.field()), e.to_string());
         }
         if self.topology.clock_drift_ppm > self.controller.max_clock_drift_ppm {
             return bad(
@@ -403,6 +393,35 @@ impl Scenario {
                 .map_err(|reason| ("nodes".to_owned(), format!("`{party}`: {reason}")))?;
         }
         Ok(())
+    }
+}
+
+/// A parse error naming the line and, when the message does not already, the field: the key
+/// of the line the error points at.
+fn parse_error(path: &Path, text: &str, error: &toml::de::Error) -> ScenarioError {
+    let message = error.message().trim().to_owned();
+    let Some(span) = error.span() else {
+        return ScenarioError::Parse {
+            file: path.to_owned(),
+            line: 0,
+            message,
+        };
+    };
+    let start = span.start.min(text.len());
+    let line = text[..start].matches('\n').count() + 1;
+    let source = text.lines().nth(line - 1).unwrap_or_default();
+    let key = source
+        .split_once('=')
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty());
+    let message = match key {
+        Some(key) if !message.contains("field `") => format!("field `{key}`: {message}"),
+        _ => message,
+    };
+    ScenarioError::Parse {
+        file: path.to_owned(),
+        line,
+        message,
     }
 }
 

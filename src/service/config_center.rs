@@ -7,7 +7,7 @@ use crate::types::{Epoch, UserId};
 use crate::wire::{read_frame, write_frame, Message};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 /// Receives what happens at the config center.
 pub trait CenterObserver: Send + Sync {
@@ -33,18 +33,19 @@ impl CenterObserver for LogCenterObserver {
 /// The config center's shared state.
 pub struct CenterService {
     state: Arc<Mutex<ConfigCenter>>,
-    changed: watch::Sender<Epoch>,
+    /// One wake-up channel per subscriber, told of every stored publication in subscription
+    /// order. (Not a `watch` channel: its wake-up order comes from tokio's own random number
+    /// generator, which the simulator does not control.)
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<()>>>,
     observer: Arc<dyn CenterObserver>,
 }
 
 impl CenterService {
     /// A service over `state` (which may outlive it, as a disk does).
     pub fn new(state: Arc<Mutex<ConfigCenter>>, observer: Arc<dyn CenterObserver>) -> Arc<Self> {
-        let epoch = state.lock().expect("center lock").epoch();
-        let (changed, _) = watch::channel(epoch);
         Arc::new(CenterService {
             state,
-            changed,
+            subscribers: Mutex::new(Vec::new()),
             observer,
         })
     }
@@ -62,7 +63,10 @@ impl CenterService {
                 Ok(Message::Publish(publish)) => {
                     let reply = self.state.lock().expect("center lock").publish(publish);
                     self.observer.on_publish(reply.epoch, reply.stored);
-                    self.changed.send_replace(reply.epoch);
+                    if reply.stored {
+                        let mut subscribers = self.subscribers.lock().expect("center lock");
+                        subscribers.retain(|s| s.send(()).is_ok());
+                    }
                     if write_frame(&mut stream, &Message::PublishReply(reply))
                         .await
                         .is_err()
@@ -99,7 +103,8 @@ impl CenterService {
                 }
             })
         };
-        let mut changes = self.changed.subscribe();
+        let (wake, mut changes) = mpsc::unbounded_channel();
+        self.subscribers.lock().expect("center lock").push(wake);
         let mut sent = Epoch(0);
         loop {
             let config = self
@@ -117,7 +122,7 @@ impl CenterService {
                     break;
                 }
             }
-            if acks.is_finished() || changes.changed().await.is_err() {
+            if acks.is_finished() || changes.recv().await.is_none() {
                 break;
             }
         }

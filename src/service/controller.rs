@@ -140,7 +140,10 @@ pub async fn run_controller(
             }
         }
         let wait = controller.next_tick().saturating_since(clock.now());
+        // `biased`: an unbiased select draws its branch order from tokio's own random number
+        // generator, which the simulator does not control.
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(wait) => controller.tick(clock.now()),
             input = received.recv() => match input {
                 Some(Input::Report(node, report)) => controller.handle_report(clock.now(), node, report),

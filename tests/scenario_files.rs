@@ -1,0 +1,149 @@
+//! Scenario files: every shipped one loads, and malformed ones are refused with a message that
+//! names the file, the line and the field, never a panic.
+
+use standby_sim::campaign::scenario_files;
+use standby_sim::scenario::Scenario;
+use std::path::Path;
+
+const GOOD: &str = r#"
+duration_s = 30
+
+[topology]
+nodes_per_cluster = 5
+users = 10
+
+[[faults]]
+kind = "crash"
+nodes = ["a/0", "a/1", "a/2"]
+at_ms = 10000
+duration_ms = 5000
+"#;
+
+/// Parses `text` as `bad.toml` and returns the error's message.
+fn refused(text: &str) -> String {
+    match Scenario::parse(Path::new("scenarios/bad.toml"), text) {
+        Ok(scenario) => panic!("accepted a malformed scenario: {scenario:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_names(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "message {message:?} does not name {part:?}"
+        );
+    }
+}
+
+#[test]
+fn the_reference_scenario_is_accepted() {
+    let scenario = Scenario::parse(Path::new("scenarios/good.toml"), GOOD).expect("valid");
+    assert_eq!(scenario.name, "good");
+    assert_eq!(scenario.faults.len(), 1);
+}
+
+#[test]
+fn every_shipped_scenario_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let files = scenario_files(&dir).expect("scenarios directory");
+    assert!(files.len() >= 16, "only {} scenarios", files.len());
+    for file in files {
+        Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn an_unknown_top_level_field_is_refused_with_file_line_and_field() {
+    let message = refused(&format!("colour = \"blue\"\n{GOOD}"));
+    assert_names(&message, &["scenarios/bad.toml:1:", "colour"]);
+}
+
+#[test]
+fn a_misspelt_controller_parameter_is_refused() {
+    let text = GOOD.replace(
+        "[topology]",
+        "[controller]\nheartbeat_intreval_ms = 100\n\n[topology]",
+    );
+    let message = refused(&text);
+    assert_names(
+        &message,
+        &["scenarios/bad.toml:5:", "heartbeat_intreval_ms"],
+    );
+}
+
+#[test]
+fn an_unknown_fault_field_is_refused() {
+    let message = refused(&GOOD.replace("at_ms = 10000", "at_ms = 10000\nseverity = 3"));
+    assert_names(&message, &["bad.toml", "severity"]);
+}
+
+#[test]
+fn a_wrong_type_is_refused_naming_the_field() {
+    let message = refused(&GOOD.replace("duration_s = 30", "duration_s = \"thirty\""));
+    assert_names(&message, &["scenarios/bad.toml:2:", "duration_s", "string"]);
+}
+
+#[test]
+fn a_negative_duration_is_refused() {
+    let message = refused(&GOOD.replace("duration_s = 30", "duration_s = -30"));
+    assert_names(&message, &["scenarios/bad.toml:2:", "duration_s"]);
+    let message = refused(&GOOD.replace("duration_ms = 5000", "duration_ms = -5000"));
+    assert_names(&message, &["bad.toml:12:", "duration_ms"]);
+}
+
+#[test]
+fn a_zero_duration_is_refused() {
+    let message = refused(&GOOD.replace("duration_s = 30", "duration_s = 0"));
+    assert_names(&message, &["bad.toml", "duration_s"]);
+}
+
+#[test]
+fn a_threshold_outside_zero_one_is_refused() {
+    for threshold in ["0.0", "1.0", "1.5", "-0.5", "nan"] {
+        let text = GOOD.replace(
+            "[topology]",
+            &format!("[controller]\nratio_threshold = {threshold}\n\n[topology]"),
+        );
+        let message = refused(&text);
+        assert_names(&message, &["bad.toml", "controller.ratio_threshold"]);
+    }
+}
+
+#[test]
+fn an_unknown_fault_kind_is_refused() {
+    let message = refused(&GOOD.replace("kind = \"crash\"", "kind = \"meteor\""));
+    assert_names(&message, &["bad.toml", "meteor"]);
+}
+
+#[test]
+fn an_unknown_node_is_refused() {
+    let message = refused(&GOOD.replace("\"a/2\"", "\"c/2\""));
+    assert_names(&message, &["bad.toml", "faults[0]", "c/2"]);
+    let message = refused(&GOOD.replace("\"a/2\"", "\"a/9\""));
+    assert_names(&message, &["bad.toml", "faults[0]", "a/9"]);
+}
+
+#[test]
+fn a_fault_after_the_end_is_refused() {
+    let message = refused(&GOOD.replace("at_ms = 10000", "at_ms = 40000"));
+    assert_names(&message, &["bad.toml", "faults[0].at_ms"]);
+}
+
+#[test]
+fn a_cluster_of_65_nodes_is_refused() {
+    let message = refused(&GOOD.replace("nodes_per_cluster = 5", "nodes_per_cluster = 65"));
+    assert_names(&message, &["bad.toml", "topology.nodes_per_cluster"]);
+}
+
+#[test]
+fn clock_drift_beyond_the_controllers_bound_is_refused() {
+    let message = refused(&GOOD.replace("users = 10", "users = 10\nclock_drift_ppm = 50000"));
+    assert_names(&message, &["bad.toml", "topology.clock_drift_ppm"]);
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let e = Scenario::load(Path::new("scenarios/does-not-exist.toml")).expect_err("missing");
+    assert_names(&e.to_string(), &["scenarios/does-not-exist.toml"]);
+}
