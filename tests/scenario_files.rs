@@ -147,3 +147,22 @@ fn a_missing_file_is_an_error_naming_it() {
     let e = Scenario::load(Path::new("scenarios/does-not-exist.toml")).expect_err("missing");
     assert_names(&e.to_string(), &["scenarios/does-not-exist.toml"]);
 }
+
+#[test]
+fn a_crash_of_something_that_is_not_a_node_is_refused() {
+    let message = refused(&GOOD.replace(
+        "nodes = [\"a/0\", \"a/1\", \"a/2\"]",
+        "nodes = [\"controller\"]",
+    ));
+    assert_names(&message, &["bad.toml", "faults[0].nodes", "controller"]);
+}
+
+#[test]
+fn an_unknown_partition_party_is_refused_naming_its_side() {
+    let text = GOOD.replace(
+        "kind = \"crash\"\nnodes = [\"a/0\", \"a/1\", \"a/2\"]",
+        "kind = \"partition\"\nfrom = [\"a\"]\nto = [\"moon\"]",
+    );
+    let message = refused(&text);
+    assert_names(&message, &["bad.toml", "faults[0].to", "moon"]);
+}

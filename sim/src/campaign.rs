@@ -98,9 +98,13 @@ pub struct ScenarioSummary {
     pub failures: Vec<Failure>,
 }
 
-/// The command that replays `seed` of the scenario in `file`.
-pub fn replay_command(file: &Path, seed: u64) -> String {
-    format!("cargo sim replay {} --seed {seed}", file.display())
+/// The command that replays `seed` of the scenario in `file`, with `mutation`.
+pub fn replay_command(file: &Path, seed: u64, mutation: Mutation) -> String {
+    let mutant = match mutation {
+        Mutation::None => "",
+        Mutation::NoFencing => " --mutant no-fencing",
+    };
+    format!("cargo sim replay {} --seed {seed}{mutant}", file.display())
 }
 
 /// Runs `seeds` of the scenario in `file`.
@@ -114,11 +118,16 @@ pub fn run_scenario(
         .iter()
         .map(|&s| run_seed(scenario, s, mutation))
         .collect();
-    summarise(file, scenario, &runs)
+    summarise(file, scenario, &runs, mutation)
 }
 
 /// Summarises seed runs of one scenario.
-pub fn summarise(file: &Path, scenario: &Scenario, runs: &[SeedRun]) -> ScenarioSummary {
+pub fn summarise(
+    file: &Path,
+    scenario: &Scenario,
+    runs: &[SeedRun],
+    mutation: Mutation,
+) -> ScenarioSummary {
     let measures = || runs.iter().map(|r| &r.verdict.measures);
     let failures = (runs.iter())
         .filter_map(|r| {
@@ -131,7 +140,7 @@ pub fn summarise(file: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Scenario
                 seed: r.seed,
                 invariant: first.invariant.to_owned(),
                 message,
-                replay: replay_command(file, r.seed),
+                replay: replay_command(file, r.seed, mutation),
             })
         })
         .collect::<Vec<_>>();

@@ -50,6 +50,9 @@ enum Command {
         /// Replay with a deliberately broken controller.
         #[arg(long, value_enum, default_value = "none")]
         mutant: MutantArg,
+        /// Show every write, append and acknowledgement too.
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -87,7 +90,12 @@ fn main() -> ExitCode {
             json,
             mutant,
         }) => campaign(&path, &seeds(n, seed), json, mutant.into()),
-        Some(Command::Replay { file, seed, mutant }) => replay(&file, seed, mutant.into()),
+        Some(Command::Replay {
+            file,
+            seed,
+            mutant,
+            verbose,
+        }) => replay(&file, seed, mutant.into(), verbose),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -168,19 +176,21 @@ fn print_table(summaries: &[ScenarioSummary]) {
     }
 }
 
-fn replay(file: &Path, seed: u64, mutation: Mutation) -> Result<bool, String> {
+fn replay(file: &Path, seed: u64, mutation: Mutation, verbose: bool) -> Result<bool, String> {
     let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
     let out = standby_sim::world::run(&scenario, seed, mutation);
-    print!("{}", trace::render(&out.events));
     let verdict = check(&scenario, &out);
+    let mut text = trace::timeline(&out.events, scenario.topology.users, verbose);
     for v in &verdict.violations {
-        println!("VIOLATION [{}] {}", v.invariant, v.message);
+        text += &format!("VIOLATION [{}] {}\n", v.invariant, v.message);
     }
     if verdict.violations.is_empty() {
-        println!("verdict: all invariants hold");
+        text += "verdict: all invariants hold\n";
     } else {
-        println!("replay: {}", replay_command(file, seed));
+        text += &format!("replay: {}\n", replay_command(file, seed, mutation));
     }
-    println!("trace-hash: {:016x}", trace::hash(&out.events));
+    text += &format!("trace-hash: {:016x}\n", trace::hash(&out.events));
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(verdict.violations.is_empty())
 }

@@ -153,9 +153,10 @@ pub enum FaultKind {
         /// Nodes, as `a/0`.
         nodes: Vec<String>,
     },
-    /// Messages from every party in `from` to every party in `to` are dropped (and back
-    /// unless `one_way`). Parties: `controller`, `config-center`, `users`, `a`, `b`, `a/0`,
-    /// `user/3`.
+    /// Every link from each party in `from` to each party in `to` is clogged (and back unless
+    /// `one_way`): new connections are refused, and messages already on a connection are held
+    /// until the partition heals. Parties: `controller`, `config-center`, `users`, `a`, `b`,
+    /// `a/0`, `user/3`.
     Partition {
         /// One side.
         from: Vec<String>,
@@ -368,9 +369,24 @@ impl Scenario {
             }
             _ => {}
         }
-        let parties = match &fault.kind {
-            FaultKind::Crash { nodes } | FaultKind::Wipe { nodes } => nodes.clone(),
-            FaultKind::Partition { from, to, .. } => from.iter().chain(to).cloned().collect(),
+        let parties: Vec<(&str, &String)> = match &fault.kind {
+            FaultKind::Crash { nodes } | FaultKind::Wipe { nodes } => {
+                for node in nodes {
+                    let party = Party::parse(node, self)
+                        .map_err(|r| ("nodes".to_owned(), format!("`{node}`: {r}")))?;
+                    if !matches!(party, Party::Node(_) | Party::Cluster(_)) {
+                        return Err((
+                            "nodes".into(),
+                            format!("`{node}` is not a storage node or cluster"),
+                        ));
+                    }
+                }
+                Vec::new()
+            }
+            FaultKind::Partition { from, to, .. } => {
+                let from = from.iter().map(|p| ("from", p));
+                from.chain(to.iter().map(|p| ("to", p))).collect()
+            }
             FaultKind::LinkCut { shards } => {
                 if let Some(s) = shards
                     .iter()
@@ -388,9 +404,9 @@ impl Scenario {
             }
             _ => Vec::new(),
         };
-        for party in parties {
-            Party::parse(&party, self)
-                .map_err(|reason| ("nodes".to_owned(), format!("`{party}`: {reason}")))?;
+        for (field, party) in parties {
+            Party::parse(party, self)
+                .map_err(|reason| (field.to_owned(), format!("`{party}`: {reason}")))?;
         }
         Ok(())
     }

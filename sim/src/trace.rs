@@ -169,3 +169,238 @@ pub fn hash(events: &[(Time, Event)]) -> u64 {
     }
     h
 }
+
+/// A readable timeline: one line per event that tells the failover story (faults, truth,
+/// roles, controller decisions, alarms, publications, acknowledgements). `verbose` adds
+/// every write, append and per-user acknowledgement.
+pub fn timeline(events: &[(Time, Event)], users: u32, verbose: bool) -> String {
+    let mut out = String::new();
+    let mut acks: std::collections::BTreeMap<Epoch, u32> = std::collections::BTreeMap::new();
+    for (time, event) in events {
+        let line = match event {
+            Event::CenterAck { epoch, .. } => {
+                let count = acks.entry(*epoch).or_default();
+                *count += 1;
+                match (*count == users, verbose) {
+                    (true, _) => Some(format!("center    all {users} users acknowledged {epoch}")),
+                    (false, true) => Some(describe(event)),
+                    (false, false) => None,
+                }
+            }
+            _ if verbose || !is_detail(event) => Some(describe(event)),
+            _ => None,
+        };
+        if let Some(line) = line {
+            let _ = writeln!(out, "{time:>10}  {line}");
+        }
+    }
+    out
+}
+
+/// Events shown only with `--verbose`.
+fn is_detail(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Invoke { .. }
+            | Event::Ok { .. }
+            | Event::Fail { .. }
+            | Event::Unknown { .. }
+            | Event::Node {
+                event: NodeEvent::Accepted(_) | NodeEvent::Applied { .. },
+                ..
+            }
+            | Event::UserConfig {
+                from_rejection: false,
+                ..
+            }
+            | Event::EpochPersisted { .. }
+    )
+}
+
+/// One event in words.
+pub fn describe(event: &Event) -> String {
+    use standby::controller::{AlarmKind, Resolution};
+    match event {
+        Event::Fault {
+            what,
+            healed: false,
+        } => format!("FAULT     {what}"),
+        Event::Fault { what, healed: true } => format!("HEALED    {what}"),
+        Event::Truth {
+            cluster,
+            available,
+            total,
+        } => {
+            format!("truth     cluster {cluster}: {available}/{total} nodes up and reachable")
+        }
+        Event::Node { node, event } => format!("{:<9} {}", node.to_string(), describe_node(event)),
+        Event::Wiped { node } => format!("{:<9} WIPED: disk lost", node.to_string()),
+        Event::Controller(note) => format!("ctl       {}", describe_note(note)),
+        Event::Alarm(AlarmEvent::Raised(alarm)) => {
+            let (up, total) = alarm.available_nodes;
+            let which = match alarm.kind {
+                AlarmKind::PrimaryFailed => "FIRST ALARM: primary",
+                AlarmKind::BackupFailed => "SECOND ALARM: backup",
+            };
+            let mut line = format!(
+                "ALARM #{} {which} {} failed ({up}/{total} answering) in {}",
+                alarm.id, alarm.cluster, alarm.epoch
+            );
+            for (shard, point) in &alarm.recovery_point {
+                let backup = point
+                    .backup_applied
+                    .map_or("unknown".into(), |l| l.0.to_string());
+                let primary = point
+                    .primary_reported
+                    .map_or("never".into(), |(l, at)| format!("{} at {at}", l.0));
+                let lost = point
+                    .surely_unapplied
+                    .map_or("unknown".into(), |n| n.to_string());
+                let _ = write!(line, "\n{:>12}recovery point {shard}: backup applied lsn {backup}, primary reported lsn {primary}, surely unapplied {lost}, more writes possible until {}", "", point.window_end);
+            }
+            line
+        }
+        Event::Alarm(AlarmEvent::Cleared {
+            id,
+            at: _,
+            kind: _,
+            resolution,
+        }) => match resolution {
+            Resolution::PrimaryResumed => {
+                format!("ALARM #{id} closed: the old primary resumed, nothing lost")
+            }
+            Resolution::BackupRecovered => format!("ALARM #{id} closed: the backup recovered"),
+            Resolution::LossReport(report) => {
+                let total: u64 = report.values().map(|q| q.count).sum();
+                let mut line =
+                    format!("ALARM #{id} closed with the loss report: {total} writes quarantined");
+                for (shard, q) in report.iter().filter(|(_, q)| q.count > 0) {
+                    let lsns = q
+                        .lsns
+                        .map_or(String::new(), |(a, b)| format!(", lsn {}..{}", a.0, b.0));
+                    let span = q
+                        .span
+                        .map_or(String::new(), |(a, b)| format!(", accepted {a}..{b}"));
+                    let _ = write!(line, "\n{:>12}{shard}: {} writes{lsns}{span}", "", q.count);
+                }
+                line
+            }
+        },
+        Event::EpochPersisted { epoch, primary } => {
+            format!("ctl       persisted {epoch} (primary {primary})")
+        }
+        Event::PublishSent { epoch, users } => {
+            format!("ctl       publishing the configs of {epoch} for {users} users")
+        }
+        Event::CenterPublished {
+            epoch,
+            stored: true,
+        } => format!("center    stored the configs of {epoch}, pushing to subscribers"),
+        Event::CenterPublished {
+            epoch,
+            stored: false,
+        } => format!("center    refused the configs of {epoch} (older than held)"),
+        Event::CenterAck { user, epoch } => format!("center    {user} acknowledged {epoch}"),
+        Event::UserConfig {
+            user,
+            epoch,
+            node,
+            from_rejection,
+        } => {
+            let how = if *from_rejection {
+                "learned from a rejection"
+            } else {
+                "pushed"
+            };
+            format!(
+                "{:<9} now writes to {node} in {epoch} ({how})",
+                format!("user/{}", user.0)
+            )
+        }
+        Event::Invoke { id, node, epoch } => format!(
+            "{:<9} write {id} to {node} in {epoch}",
+            format!("user/{}", id.user.0)
+        ),
+        Event::Ok {
+            id,
+            node,
+            lsn,
+            epoch,
+        } => format!(
+            "{:<9} write {id} ok: {node} lsn {} in {epoch}",
+            format!("user/{}", id.user.0),
+            lsn.0
+        ),
+        Event::Fail { id, reason } => format!(
+            "{:<9} write {id} refused: {reason:?}",
+            format!("user/{}", id.user.0)
+        ),
+        Event::Unknown { id } => format!(
+            "{:<9} write {id} outcome unknown (no answer)",
+            format!("user/{}", id.user.0)
+        ),
+    }
+}
+
+fn describe_node(event: &NodeEvent) -> String {
+    match event {
+        NodeEvent::Role { epoch, role } => format!("is now {role:?} in {epoch}"),
+        NodeEvent::Accepted(entry) => format!(
+            "accepted {} at lsn {} in {}",
+            entry.id, entry.lsn.0, entry.epoch
+        ),
+        NodeEvent::Quarantined(q) if q.count == 0 => {
+            format!("joined {} as backup: nothing divergent", q.epoch)
+        }
+        NodeEvent::Quarantined(q) => {
+            let lsns = q
+                .lsns
+                .map_or(String::new(), |(a, b)| format!(" (lsn {}..{})", a.0, b.0));
+            format!(
+                "joined {} as backup: QUARANTINED {} divergent writes{lsns}",
+                q.epoch, q.count
+            )
+        }
+        NodeEvent::Applied { from, to } => {
+            format!("applied lsn {}..{} from its primary", from.0, to.0)
+        }
+    }
+}
+
+fn describe_note(note: &Note) -> String {
+    match note {
+        Note::ClusterDeclared {
+            cluster,
+            availability,
+            nodes: (up, total),
+        } => {
+            format!("cluster {cluster} declared {availability:?} ({up}/{total} answering)")
+        }
+        Note::FailoverStarted { cluster } => {
+            format!("PRIMARY {cluster} FAILED: stop granting leases, fence it, stop replication")
+        }
+        Note::DoubleFailure => "DOUBLE FAILURE: both clusters down, promoting nothing".into(),
+        Note::Promoted {
+            epoch,
+            cluster,
+            resumed: true,
+        } if *epoch == Epoch(1) => {
+            format!("{epoch} begins: {cluster} is primary")
+        }
+        Note::Promoted {
+            epoch,
+            cluster,
+            resumed: true,
+        } => format!("{epoch} begins: {cluster} RESUMES as primary"),
+        Note::Promoted {
+            epoch,
+            cluster,
+            resumed: false,
+        } => format!("{epoch} begins: FAILOVER, {cluster} is promoted"),
+        Note::StopPoint { shard, lsn } => format!("{shard} stop point: lsn {}", lsn.0),
+        Note::BackupRejoining { cluster } => {
+            format!("cluster {cluster} recovered: rejoins as backup")
+        }
+        Note::PublishAcked { epoch } => format!("config center confirmed the configs of {epoch}"),
+    }
+}

@@ -385,7 +385,10 @@ fn describe(kind: &FaultKind) -> String {
             let arrow = if *one_way { "->" } else { "<->" };
             format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
         }
-        FaultKind::LinkCut { shards } => format!("replication link cut {shards:?}"),
+        FaultKind::LinkCut { shards } if shards.is_empty() => {
+            "replication links cut, all shards".into()
+        }
+        FaultKind::LinkCut { shards } => format!("replication links cut, shards {shards:?}"),
         FaultKind::PacketLoss { percent } => format!("packet loss {percent}%"),
         FaultKind::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
         FaultKind::ControllerCrash => "controller crash".to_owned(),
