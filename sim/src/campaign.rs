@@ -1,6 +1,6 @@
 //! Campaigns: many seeds over many scenarios, summarised.
 
-use crate::check::{check, Verdict};
+use crate::check::{check, Verdict, Violation};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::trace;
 use crate::world::run;
@@ -22,13 +22,34 @@ pub struct SeedRun {
     pub trace_hash: u64,
 }
 
-/// Runs one seed of one scenario and checks it.
+/// Runs one seed of one scenario and checks it. A run that panics (a broken assertion, or a
+/// world stuck past its time limit) is a failed seed like any other, with its replay command,
+/// rather than the end of the campaign.
 pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
-    let out = run(scenario, seed, mutation);
-    SeedRun {
-        seed,
-        verdict: check(scenario, &out),
-        trace_hash: trace::hash(&out.events),
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(scenario, seed, mutation)));
+    match attempt {
+        Ok(out) => SeedRun {
+            seed,
+            verdict: check(scenario, &out),
+            trace_hash: trace::hash(&out.events),
+        },
+        Err(payload) => {
+            let message = (payload.downcast_ref::<String>().cloned())
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            let violation = Violation {
+                invariant: "panic",
+                message: format!("the run panicked: {message}"),
+            };
+            SeedRun {
+                seed,
+                verdict: Verdict {
+                    violations: vec![violation],
+                    measures: Default::default(),
+                },
+                trace_hash: 0,
+            }
+        }
     }
 }
 
