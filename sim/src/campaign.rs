@@ -26,7 +26,9 @@ pub struct SeedRun {
 /// world stuck past its time limit) is a failed seed like any other, with its replay command,
 /// rather than the end of the campaign.
 pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
-    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(scenario, seed, mutation)));
+    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run(scenario, seed, mutation)
+    }));
     match attempt {
         Ok(out) => SeedRun {
             seed,

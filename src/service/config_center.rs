@@ -3,6 +3,7 @@
 
 use crate::config_center::ConfigCenter;
 use crate::protocol::Subscribe;
+use crate::service::Tasks;
 use crate::types::{Epoch, UserId};
 use crate::wire::{read_frame, write_frame, Message};
 use std::sync::{Arc, Mutex};
@@ -50,10 +51,11 @@ impl CenterService {
         })
     }
 
-    /// Serves on `listener` until the task is dropped.
+    /// Serves on `listener` until the future is dropped, which stops every task it started.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        let mut tasks = Tasks::default();
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(self.clone().serve_connection(stream));
+            tasks.spawn(self.clone().serve_connection(stream));
         }
     }
 
@@ -93,16 +95,17 @@ impl CenterService {
     async fn push(self: Arc<Self>, stream: TcpStream, subscribe: Subscribe) {
         let user = subscribe.user;
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let acks = {
+        let mut acks = Tasks::default();
+        {
             let service = self.clone();
-            tokio::spawn(async move {
+            acks.spawn(async move {
                 while let Ok(Message::ConfigAck(ack)) = read_frame(&mut reader).await {
                     if ack.user == user {
                         service.ack(ack.user, ack.epoch);
                     }
                 }
-            })
-        };
+            });
+        }
         let (wake, mut changes) = mpsc::unbounded_channel();
         self.subscribers.lock().expect("center lock").push(wake);
         let mut sent = Epoch(0);
@@ -122,10 +125,9 @@ impl CenterService {
                     break;
                 }
             }
-            if acks.is_finished() || changes.recv().await.is_none() {
+            if acks.all_finished() || changes.recv().await.is_none() {
                 break;
             }
         }
-        acks.abort();
     }
 }

@@ -4,6 +4,7 @@
 use crate::node::{Node, NodeEvent};
 use crate::protocol::{RejectReason, WriteReply};
 use crate::service::rpc::Peer;
+use crate::service::Tasks;
 use crate::time::Clock;
 use crate::types::NodeId;
 use crate::wire::{read_frame, write_frame, Message};
@@ -92,21 +93,20 @@ impl NodeService {
         })
     }
 
-    /// Serves on `listener` and replicates, until the task is dropped.
+    /// Serves on `listener` and replicates, until the future is dropped, which stops every
+    /// task it started.
     pub async fn run(self: Arc<Self>, listener: TcpListener) {
-        let replicator = tokio::spawn(self.clone().replicate());
+        let mut tasks = Tasks::default();
+        tasks.spawn(self.clone().replicate());
         loop {
             match listener.accept().await {
-                Ok((stream, _)) => {
-                    tokio::spawn(self.clone().serve_connection(stream));
-                }
+                Ok((stream, _)) => tasks.spawn(self.clone().serve_connection(stream)),
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
-                    break;
+                    return;
                 }
             }
         }
-        replicator.abort();
     }
 
     fn id(&self) -> NodeId {
