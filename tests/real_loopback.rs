@@ -6,7 +6,7 @@
 // this file compiles to nothing. Run it as a non-simulated build (an empty RUSTFLAGS replaces
 // the config's flags; a separate target dir keeps the two builds from evicting each other):
 //
-//     RUSTFLAGS="" cargo test -p standby --target-dir target/real --test real_loopback
+//     RUSTFLAGS="" cargo test --release -p standby --target-dir target/real --test real_loopback
 #![cfg(not(madsim))]
 //! A failover over loopback TCP, with the real services on the real tokio runtime.
 //!

@@ -42,6 +42,7 @@ pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
             let violation = Violation {
                 invariant: "panic",
                 message: format!("the run panicked: {message}"),
+                at: None,
             };
             SeedRun {
                 seed,

@@ -23,6 +23,8 @@ pub struct Violation {
     pub invariant: &'static str,
     /// What happened, with the events that prove it.
     pub message: String,
+    /// When it happened (simulated time), when one instant tells it.
+    pub at: Option<Time>,
 }
 
 /// What one run measured.
@@ -92,7 +94,15 @@ fn ms(t: Time) -> u64 {
 
 impl Checker<'_> {
     fn fail(&mut self, invariant: &'static str, message: String) {
-        self.violations.push(Violation { invariant, message });
+        self.fail_at(invariant, None, message);
+    }
+
+    fn fail_at(&mut self, invariant: &'static str, at: Option<Time>, message: String) {
+        self.violations.push(Violation {
+            invariant,
+            message,
+            at,
+        });
     }
 
     fn events(&self) -> impl Iterator<Item = (Time, &Event)> {
@@ -116,26 +126,26 @@ impl Checker<'_> {
             let shard = node.shard();
             if let Some(&(t0, n0, e0, w0)) = last.get(&shard) {
                 if entry.epoch < e0 {
-                    found.push(format!(
+                    found.push((t, format!(
                         "{shard}: {n0} accepted {w0} at epoch {e0} at {t0}, then {node} accepted {} at older epoch {} at {t}",
                         entry.id, entry.epoch
-                    ));
+                    )));
                 }
             }
             last.insert(shard, (t, *node, entry.epoch, entry.id));
             match owner.get(&entry.epoch) {
-                Some(&(c, t0, n0)) if c != node.cluster => found.push(format!(
+                Some(&(c, t0, n0)) if c != node.cluster => found.push((t, format!(
                     "epoch {} accepted writes in both clusters: {n0} at {t0} and {node} ({}) at {t}",
                     entry.epoch, entry.id
-                )),
+                ))),
                 Some(_) => {}
                 None => {
                     owner.insert(entry.epoch, (node.cluster, t, *node));
                 }
             }
         }
-        for message in found.into_iter().take(3) {
-            self.fail("single-writer", message);
+        for (t, message) in found.into_iter().take(3) {
+            self.fail_at("single-writer", Some(t), message);
         }
     }
 

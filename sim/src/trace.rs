@@ -151,6 +151,38 @@ impl Trace {
     }
 }
 
+/// One line of a JSON-lines trace: the simulated time in microseconds since the run began,
+/// and the event. The schema is these serde types; see docs/trace-schema.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceLine {
+    /// Microseconds since the run began.
+    pub time: Time,
+    /// What happened.
+    pub event: Event,
+}
+
+/// The trace as JSON lines, one event per line.
+pub fn to_jsonl(events: &[(Time, Event)]) -> String {
+    let mut out = String::new();
+    for (time, event) in events {
+        let line = TraceLine {
+            time: *time,
+            event: event.clone(),
+        };
+        out += &serde_json::to_string(&line).expect("trace events serialise");
+        out.push('\n');
+    }
+    out
+}
+
+/// Reads a JSON-lines trace back.
+pub fn from_jsonl(text: &str) -> Result<Vec<(Time, Event)>, serde_json::Error> {
+    (text.lines())
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str::<TraceLine>(line).map(|l| (l.time, l.event)))
+        .collect()
+}
+
 /// One line per event: `time  event`.
 pub fn render(events: &[(Time, Event)]) -> String {
     let mut out = String::new();
