@@ -11,8 +11,24 @@
 
 #![warn(missing_docs)]
 
+/// Whether `$owner` (anything with a `mutation` field) runs the mutant `$variant`. Always
+/// false, with no trace of the mutant in the code, without the `mutants` feature.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! mutated {
+    ($owner:expr, $variant:ident) => {{
+        #[cfg(feature = "mutants")]
+        let mutated = $owner.mutation == $crate::mutation::Mutation::$variant;
+        #[cfg(not(feature = "mutants"))]
+        let mutated = false;
+        mutated
+    }};
+}
+
 pub mod config_center;
 pub mod controller;
+#[cfg(feature = "mutants")]
+pub mod mutation;
 pub mod node;
 pub mod params;
 pub mod protocol;

@@ -80,6 +80,9 @@ pub struct Node {
     pub disk: NodeDisk,
     /// Lost on restart.
     pub volatile: Volatile,
+    /// A deliberate bug (simulator builds only).
+    #[cfg(feature = "mutants")]
+    pub mutation: crate::mutation::Mutation,
 }
 
 impl NodeDisk {
@@ -110,6 +113,8 @@ impl Node {
         Node {
             disk: NodeDisk::new(id),
             volatile: Volatile::default(),
+            #[cfg(feature = "mutants")]
+            mutation: crate::mutation::Mutation::None,
         }
     }
 
@@ -237,6 +242,10 @@ impl Node {
         let keep = (self.disk.log[start..].iter())
             .position(|entry| entry.epoch < epoch)
             .map_or(self.disk.log.len(), |offset| start + offset);
+        let keep = match crate::mutated!(self, MergeSuffix) {
+            true => self.disk.log.len(), // Keeps the divergent writes as if they were shared.
+            false => keep,
+        };
         let moved: Vec<Entry> = self.disk.log.split_off(keep);
         let summary = QuarantineSummary {
             epoch,
@@ -249,7 +258,9 @@ impl Node {
             for entry in &self.disk.log {
                 self.disk.data.insert(entry.key.clone(), entry.value);
             }
-            self.disk.quarantine.extend(moved);
+            if !crate::mutated!(self, DropSuffix) {
+                self.disk.quarantine.extend(moved);
+            }
         }
         events.push(NodeEvent::Quarantined(summary.clone()));
         self.disk.last_quarantine = Some(summary);
@@ -257,6 +268,9 @@ impl Node {
 
     /// The route to hand a user whose write carried `epoch`, if the node knows a newer one.
     fn newer_route(&self, epoch: Epoch) -> Option<Route> {
+        if crate::mutated!(self, NoRejectionRoute) {
+            return None;
+        }
         self.disk.route.clone().filter(|r| r.epoch > epoch)
     }
 

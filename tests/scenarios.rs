@@ -85,6 +85,8 @@ scenario_tests! {
     old_primary_returning_mid_failover_is_safe => "old-primary-returns-mid-failover",
     controller_crash_during_failover_fails_over_once => "controller-crash-during-failover",
     users_cut_from_config_center_learn_from_rejections => "users-cut-from-config-center",
+    slow_network_primary_crash_alarm_is_a_lower_bound => "slow-network-primary-crash",
+    controller_restarts_after_failover_from_durable_state => "controller-restarts-after-failover",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -15,7 +15,11 @@ fn scenario(name: &str) -> Scenario {
 
 #[test]
 fn a_failover_trace_round_trips_through_json_lines() {
-    let out = run(&scenario("replication-link-cut-then-primary-crash"), 3, Mutation::None);
+    let out = run(
+        &scenario("replication-link-cut-then-primary-crash"),
+        3,
+        Mutation::None,
+    );
     let text = trace::to_jsonl(&out.events);
     assert_eq!(text.lines().count(), out.events.len());
     let back = trace::from_jsonl(&text).expect("the trace reads back");
@@ -38,13 +42,21 @@ fn each_line_is_one_json_object_with_time_and_event() {
     for line in text.lines() {
         let value: serde_json::Value = serde_json::from_str(line).expect("valid JSON");
         assert!(value["time"].is_u64(), "{line}");
-        assert!(value["event"].is_object() || value["event"].is_string(), "{line}");
+        assert!(
+            value["event"].is_object() || value["event"].is_string(),
+            "{line}"
+        );
     }
 }
 
 #[test]
 fn malformed_lines_are_errors() {
-    for bad in ["{", "{\"time\": -1, \"event\": {}}", "{\"time\": 5, \"event\": {\"Meteor\": {}}}", "[]"] {
+    for bad in [
+        "{",
+        "{\"time\": -1, \"event\": {}}",
+        "{\"time\": 5, \"event\": {\"Meteor\": {}}}",
+        "[]",
+    ] {
         assert!(trace::from_jsonl(bad).is_err(), "accepted {bad:?}");
     }
 }

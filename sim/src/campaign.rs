@@ -7,6 +7,8 @@ use crate::world::run;
 use serde::Serialize;
 use standby::controller::Mutation;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// Seeds run per scenario unless told otherwise.
 pub const DEFAULT_SEEDS: u64 = 16;
@@ -125,24 +127,51 @@ pub struct ScenarioSummary {
 /// The command that replays `seed` of the scenario in `file`, with `mutation`.
 pub fn replay_command(file: &Path, seed: u64, mutation: Mutation) -> String {
     let mutant = match mutation {
-        Mutation::None => "",
-        Mutation::NoFencing => " --mutant no-fencing",
+        Mutation::None => String::new(),
+        mutant => format!(" --mutant {}", mutant.name()),
     };
     format!("cargo sim replay {} --seed {seed}{mutant}", file.display())
 }
 
-/// Runs `seeds` of the scenario in `file`.
+/// Runs `seeds` of the scenario in `file`, one after the other.
 pub fn run_scenario(
     file: &Path,
     scenario: &Scenario,
     seeds: &[u64],
     mutation: Mutation,
 ) -> ScenarioSummary {
-    let runs: Vec<SeedRun> = seeds
-        .iter()
-        .map(|&s| run_seed(scenario, s, mutation))
-        .collect();
+    let runs = run_seeds(scenario, seeds, mutation, 1, &|_| {});
     summarise(file, scenario, &runs, mutation)
+}
+
+/// Runs `seeds` of `scenario` on `jobs` threads, each seed in a runtime of its own, and
+/// returns the runs in seed order (so the output does not depend on the thread count).
+/// `done` is called as each run finishes.
+pub fn run_seeds(
+    scenario: &Scenario,
+    seeds: &[u64],
+    mutation: Mutation,
+    jobs: usize,
+    done: &(dyn Fn(&SeedRun) + Sync),
+) -> Vec<SeedRun> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<SeedRun>>> = Mutex::new(vec![None; seeds.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, seeds.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { return };
+                let run = run_seed(scenario, seed, mutation);
+                done(&run);
+                results.lock().expect("results")[i] = Some(run);
+            });
+        }
+    });
+    let results = results.into_inner().expect("results");
+    results
+        .into_iter()
+        .map(|r| r.expect("every seed ran"))
+        .collect()
 }
 
 /// Summarises seed runs of one scenario.

@@ -16,6 +16,7 @@ compile_error!(
 
 pub mod campaign;
 pub mod check;
+pub mod html;
 pub mod scenario;
 pub mod trace;
 pub mod user;

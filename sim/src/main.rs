@@ -1,15 +1,18 @@
 //! `cargo sim`: the simulation campaign runner.
 
 use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use standby::controller::Mutation;
 use standby_sim::campaign::{
-    replay_command, run_scenario, scenario_files, seeds, ScenarioSummary, DEFAULT_SEEDS,
+    replay_command, run_seeds, scenario_files, seeds, summarise, ScenarioSummary, SeedRun,
+    DEFAULT_SEEDS,
 };
 use standby_sim::check::check;
 use standby_sim::scenario::Scenario;
 use standby_sim::trace;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Deterministic simulation of the standby controller: run scenarios over seeds, check every
 /// invariant, replay a failing seed. With no command: every scenario in `scenarios/` over the
@@ -19,6 +22,9 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Seeds run at once (default: one per core). Results do not depend on it.
+    #[arg(long, global = true)]
+    jobs: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,9 +42,10 @@ enum Command {
         /// Print the results as JSON.
         #[arg(long)]
         json: bool,
-        /// Run a deliberately broken controller (to see the checkers catch it).
-        #[arg(long, value_enum, default_value = "none")]
-        mutant: MutantArg,
+        /// Run a deliberately broken controller (to see the checkers catch it); see
+        /// `cargo sim mutants` for the list.
+        #[arg(long, value_parser = parse_mutant, default_value = "none")]
+        mutant: Mutation,
     },
     /// Replay one seed of one scenario: its timeline, verdict and trace hash.
     Replay {
@@ -48,40 +55,49 @@ enum Command {
         #[arg(long)]
         seed: u64,
         /// Replay with a deliberately broken controller.
-        #[arg(long, value_enum, default_value = "none")]
-        mutant: MutantArg,
+        #[arg(long, value_parser = parse_mutant, default_value = "none")]
+        mutant: Mutation,
         /// Show every write, append and acknowledgement too.
         #[arg(long)]
         verbose: bool,
+        /// Also draw the run as a self-contained HTML page (inline SVG) in this file.
+        #[arg(long, value_name = "OUT.html")]
+        timeline: Option<PathBuf>,
+        /// Also write every event as one JSON object per line to this file.
+        #[arg(long, value_name = "OUT.jsonl")]
+        trace: Option<PathBuf>,
     },
 }
 
-/// The deliberately broken controllers.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-enum MutantArg {
-    /// The correct controller.
-    None,
-    /// Fencing switched off.
-    NoFencing,
-}
-
-impl From<MutantArg> for Mutation {
-    fn from(arg: MutantArg) -> Mutation {
-        match arg {
-            MutantArg::None => Mutation::None,
-            MutantArg::NoFencing => Mutation::NoFencing,
-        }
-    }
+fn parse_mutant(name: &str) -> Result<Mutation, String> {
+    Mutation::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Mutation::ALL.iter().map(|m| m.name()).collect();
+        format!(
+            "unknown mutant `{name}`; the mutants are: none, {}",
+            names.join(", ")
+        )
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Log lines (off unless RUST_LOG asks) carry the simulated time and, through madsim's
+    // node span, the node they come from.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_timer(trace::SimTime)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = cli.jobs.unwrap_or(cores).max(1);
     let result = match cli.command {
         None => campaign(
             Path::new("scenarios"),
             &seeds(DEFAULT_SEEDS, None),
             false,
             Mutation::None,
+            jobs,
         ),
         Some(Command::Run {
             path,
@@ -89,13 +105,22 @@ fn main() -> ExitCode {
             seed,
             json,
             mutant,
-        }) => campaign(&path, &seeds(n, seed), json, mutant.into()),
+        }) => campaign(&path, &seeds(n, seed), json, mutant, jobs),
         Some(Command::Replay {
             file,
             seed,
             mutant,
             verbose,
-        }) => replay(&file, seed, mutant.into(), verbose),
+            trace,
+            timeline,
+        }) => replay(
+            &file,
+            seed,
+            mutant,
+            verbose,
+            trace.as_deref(),
+            timeline.as_deref(),
+        ),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -107,7 +132,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn campaign(path: &Path, seeds: &[u64], json: bool, mutation: Mutation) -> Result<bool, String> {
+fn campaign(
+    path: &Path,
+    seeds: &[u64],
+    json: bool,
+    mutation: Mutation,
+    jobs: usize,
+) -> Result<bool, String> {
     let files = scenario_files(path).map_err(|e| e.to_string())?;
     if files.is_empty() {
         return Err(format!("{}: no scenario files (*.toml)", path.display()));
@@ -117,17 +148,23 @@ fn campaign(path: &Path, seeds: &[u64], json: bool, mutation: Mutation) -> Resul
         .map(|f| Scenario::load(f).map(|s| (f.clone(), s)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
+    let total = (scenarios.len() * seeds.len()) as u64;
+    let progress = progress_bar(total, json);
+    let failures = AtomicU64::new(0);
     let mut summaries = Vec::new();
     for (file, scenario) in &scenarios {
-        if !json {
-            eprint!("{:<40} {} seeds ...", scenario.name, seeds.len());
-        }
-        let summary = run_scenario(file, scenario, seeds, mutation);
-        if !json {
-            eprintln!(" {}/{} passed", summary.passed, summary.seeds);
-        }
-        summaries.push(summary);
+        progress.set_message(scenario.name.clone());
+        let done = |run: &SeedRun| {
+            if !run.verdict.violations.is_empty() {
+                let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.set_prefix(format!("{n} failed"));
+            }
+            progress.inc(1);
+        };
+        let runs = run_seeds(scenario, seeds, mutation, jobs, &done);
+        summaries.push(summarise(file, scenario, &runs, mutation));
     }
+    progress.finish_and_clear();
     let violations: usize = summaries.iter().map(|s| s.failures.len()).sum();
     if json {
         let total: u64 = summaries.iter().map(|s| s.seeds).sum();
@@ -138,6 +175,21 @@ fn campaign(path: &Path, seeds: &[u64], json: bool, mutation: Mutation) -> Resul
         print_table(&summaries);
     }
     Ok(violations == 0)
+}
+
+/// A progress bar on stderr when it is a terminal (indicatif hides it otherwise), never with
+/// `--json`.
+fn progress_bar(total: u64, json: bool) -> ProgressBar {
+    if json {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let style =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} seeds, {prefix:.red} {msg} (ETA {eta})")
+            .expect("valid template");
+    bar.set_style(style);
+    bar.set_prefix("0 failed");
+    bar
 }
 
 fn print_table(summaries: &[ScenarioSummary]) {
@@ -176,10 +228,27 @@ fn print_table(summaries: &[ScenarioSummary]) {
     }
 }
 
-fn replay(file: &Path, seed: u64, mutation: Mutation, verbose: bool) -> Result<bool, String> {
+fn replay(
+    file: &Path,
+    seed: u64,
+    mutation: Mutation,
+    verbose: bool,
+    trace_file: Option<&Path>,
+    timeline_file: Option<&Path>,
+) -> Result<bool, String> {
     let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
     let out = standby_sim::world::run(&scenario, seed, mutation);
+    if let Some(path) = trace_file {
+        std::fs::write(path, trace::to_jsonl(&out.events))
+            .map_err(|e| format!("{}: cannot write the trace: {e}", path.display()))?;
+    }
     let verdict = check(&scenario, &out);
+    if let Some(path) = timeline_file {
+        let hash = trace::hash(&out.events);
+        let page = standby_sim::html::render(&scenario, seed, &out.events, &verdict, hash);
+        std::fs::write(path, page)
+            .map_err(|e| format!("{}: cannot write the timeline: {e}", path.display()))?;
+    }
     let mut text = trace::timeline(&out.events, scenario.topology.users, verbose);
     for v in &verdict.violations {
         text += &format!("VIOLATION [{}] {}\n", v.invariant, v.message);

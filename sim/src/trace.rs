@@ -118,6 +118,31 @@ pub enum Event {
     },
 }
 
+thread_local! {
+    /// When the run on this thread began: log lines are stamped with simulated time since.
+    static RUN_ORIGIN: std::cell::Cell<Option<madsim::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Stamps log lines with the simulated time since the run on this thread began (each seed
+/// runs on one thread, in a runtime of its own).
+pub struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match RUN_ORIGIN.with(|origin| origin.get()) {
+            Some(origin) => {
+                let now = Time(
+                    madsim::time::Instant::now()
+                        .saturating_duration_since(origin)
+                        .as_micros() as u64,
+                );
+                write!(w, "{now:>10}")
+            }
+            None => write!(w, "{:>10}", "-"),
+        }
+    }
+}
+
 /// A shared, append-only trace.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
@@ -126,10 +151,12 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// An empty trace whose clock starts now.
+    /// An empty trace whose clock starts now (also the clock of this thread's log lines).
     pub fn new() -> Trace {
         let trace = Trace::default();
-        *trace.origin.lock().expect("trace lock") = Some(madsim::time::Instant::now());
+        let now = madsim::time::Instant::now();
+        *trace.origin.lock().expect("trace lock") = Some(now);
+        RUN_ORIGIN.with(|origin| origin.set(Some(now)));
         trace
     }
 
@@ -139,9 +166,10 @@ impl Trace {
         Time(origin.elapsed().as_micros() as u64)
     }
 
-    /// Records `event` now.
+    /// Records `event` now (and logs it at debug level: `RUST_LOG=standby_sim=debug`).
     pub fn record(&self, event: Event) {
         let now = self.now();
+        tracing::debug!("{}", describe(&event));
         self.events.lock().expect("trace lock").push((now, event));
     }
 

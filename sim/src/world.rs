@@ -118,7 +118,9 @@ impl World {
         let mut disks = BTreeMap::new();
         let mut nodes = BTreeMap::new();
         for &node in topology.addresses.keys() {
-            let disk = Arc::new(Mutex::new(Node::new(node)));
+            let mut fresh = Node::new(node);
+            fresh.mutation = mutation;
+            let disk = Arc::new(Mutex::new(fresh));
             let drift = draw_drift(scenario.topology.clock_drift_ppm);
             let clock = Clock::with_origin(origin, drift);
             nodes.insert(
@@ -295,7 +297,10 @@ impl World {
     fn wipe(&mut self, node: NodeId) {
         let id = self.nodes[&node].id();
         self.handle.kill(id);
-        *self.disks[&node].lock().expect("disk") = Node::new(node);
+        let mut disk = self.disks[&node].lock().expect("disk");
+        disk.disk = NodeDisk::new(node);
+        disk.volatile = Default::default();
+        drop(disk);
         self.trace.record(Event::Wiped { node });
         if !self.down.contains(&node) {
             self.handle.restart(id);

@@ -173,18 +173,8 @@ pub enum Action {
     Note(Note),
 }
 
-/// A deliberately broken controller, for proving that the simulator's checkers catch bugs.
-/// Exists only with the `mutants` feature, which the real binary never enables.
 #[cfg(feature = "mutants")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum Mutation {
-    /// The correct controller.
-    #[default]
-    None,
-    /// Fencing switched off: no fence commands, effectively endless leases, and promotion
-    /// without waiting for the old primary's leases to expire.
-    NoFencing,
-}
+pub use crate::mutation::Mutation;
 
 /// The controller state machine.
 #[derive(Debug)]
@@ -294,11 +284,7 @@ impl Controller {
     }
 
     fn fencing(&self) -> bool {
-        #[cfg(feature = "mutants")]
-        if self.mutation == Mutation::NoFencing {
-            return false;
-        }
-        true
+        !crate::mutated!(self, NoFencing)
     }
 
     /// The parameters.
@@ -398,13 +384,25 @@ impl Controller {
     }
 
     fn evaluate(&mut self, cluster: Cluster, now: Time) {
-        let (started_at, params) = (self.started_at, &self.params);
+        let started_at = self.started_at;
+        let mut params = self.params.clone();
+        if crate::mutated!(self, NoDebounce) {
+            // One missed round is enough: no timeout window, no debounce.
+            params.heartbeat_timeout_ms = params.heartbeat_interval_ms;
+            params.failure_rounds = 1;
+        }
+        let params = &params;
         let total = self.topology.nodes_per_cluster as usize;
-        let available = self
+        let mut available = self
             .topology
             .nodes(cluster)
             .filter(|n| self.nodes[n].available(now, started_at, params))
             .count();
+        if crate::mutated!(self, RatioInclusive)
+            && available as f64 / total as f64 == params.ratio_threshold
+        {
+            available += 1; // Exactly at the threshold counts as available.
+        }
         let health = self.health.get_mut(&cluster).expect("both clusters");
         if let Some(availability) = health.evaluate(available, total, params) {
             self.note(Note::ClusterDeclared {
@@ -463,7 +461,7 @@ impl Controller {
                 Resolution::BackupRecovered,
                 now,
             );
-            if !self.durable.backup_joined {
+            if !self.durable.backup_joined && !crate::mutated!(self, NoResync) {
                 self.durable.backup_joined = true;
                 self.persist();
                 self.note(Note::BackupRejoining { cluster: backup });
@@ -492,6 +490,9 @@ impl Controller {
 
     /// Whether every backup node confirmed that its replication stopped.
     fn backup_stopped(&self) -> bool {
+        if crate::mutated!(self, KeepReplicating) {
+            return true;
+        }
         let epoch = self.durable.epoch;
         self.topology.nodes(self.durable.primary.other()).all(|n| {
             self.nodes[&n].report.as_ref().is_some_and(|(r, _)| {
@@ -519,7 +520,8 @@ impl Controller {
     /// surely expired. If it has failed too: the second alarm, and the double-failure state.
     fn check_backup(&mut self, now: Time) {
         let backup = self.durable.primary.other();
-        if !self.health[&backup].is_available() {
+        let checked = !crate::mutated!(self, NoBackupCheck);
+        if checked && !self.health[&backup].is_available() {
             if !self.has_open_alarm_of(backup, AlarmKind::BackupFailed) {
                 self.raise_alarm(AlarmKind::BackupFailed, backup, now);
             }
@@ -551,14 +553,18 @@ impl Controller {
     }
 
     fn leases_expired(&self, cluster: Cluster, now: Time) -> bool {
-        !self.fencing() || now >= self.leases_expire_at(cluster)
+        let skip = !self.fencing() || crate::mutated!(self, SkipLeaseWait);
+        skip || now >= self.leases_expire_at(cluster)
     }
 
     /// Starts a new epoch in which `cluster` is writable: persist first, then command the
     /// nodes, rewrite every user's config and publish it (claims 2, 3).
     fn promote(&mut self, cluster: Cluster, resumed: bool, now: Time) {
         let changed_sides = cluster != self.durable.primary;
-        self.durable.epoch = self.durable.epoch.next();
+        let bump = !crate::mutated!(self, NoEpochBump) || self.durable.epoch == Epoch(0);
+        if bump {
+            self.durable.epoch = self.durable.epoch.next();
+        }
         self.durable.primary = cluster;
         if changed_sides {
             // The old primary's log may hold writes the new primary never got: it rejoins
@@ -700,6 +706,7 @@ impl Controller {
             },
             (_, true) if !self.fencing() => None,
             (_, true) => Some(Command::Fence { epoch, route: None }),
+            (_, false) if crate::mutated!(self, KeepReplicating) => None,
             (_, false) => Some(Command::Stop { epoch }),
         }
     }
@@ -769,6 +776,9 @@ impl Controller {
     }
 
     fn raise_alarm(&mut self, kind: AlarmKind, cluster: Cluster, now: Time) {
+        if kind == AlarmKind::BackupFailed && crate::mutated!(self, NoSecondAlarm) {
+            return;
+        }
         let id = self.durable.next_alarm_id;
         self.durable.next_alarm_id += 1;
         let recovery_point = match kind {
@@ -800,8 +810,10 @@ impl Controller {
                 let primary = self.nodes[&node].report.as_ref();
                 let primary_reported = primary.map(|(r, at)| (r.last_lsn, *at));
                 let backup = self.nodes[&node.peer()].report.as_ref();
+                let frozen = |r: &NodeReport| r.epoch == epoch && r.role == Role::Stopped;
+                let any = crate::mutated!(self, KeepReplicating);
                 let backup_applied = backup
-                    .filter(|(r, _)| r.epoch == epoch && r.role == Role::Stopped)
+                    .filter(|(r, _)| any || frozen(r))
                     .map(|(r, _)| r.last_lsn);
                 let surely_unapplied = match (primary_reported, backup_applied) {
                     (Some((p, _)), Some(b)) => Some(p.0.saturating_sub(b.0)),

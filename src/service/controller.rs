@@ -90,6 +90,10 @@ pub async fn run_controller(
 ) {
     #[cfg(feature = "mutants")]
     let mutation = options.mutation;
+    let saved = match crate::mutated!(options, ForgetEpoch) {
+        true => None,
+        false => store.load(),
+    };
     let ControllerOptions {
         params,
         topology,
@@ -104,7 +108,7 @@ pub async fn run_controller(
         .collect();
     let center = Arc::new(Peer::new(config_center));
     let timeout = params.heartbeat_timeout();
-    let mut controller = match store.load() {
+    let mut controller = match saved {
         Some(durable) => Controller::restore(params, topology, durable, now),
         None => Controller::new(params, topology, now),
     };

@@ -175,7 +175,8 @@ impl NodeService {
         let WriteReply::Ok { lsn, .. } = reply else {
             return reply;
         };
-        if self.options.mode == ReplicationMode::Async {
+        let early = crate::mutated!(self.node.lock().expect("node lock"), EarlySyncAck);
+        if self.options.mode == ReplicationMode::Async || early {
             return reply;
         }
         let confirmed = async {

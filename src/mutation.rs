@@ -1,0 +1,94 @@
+//! Deliberately broken controllers and nodes, for proving that the simulator's checkers catch
+//! real bugs: each mutant names the invariant that must catch it. This module exists only
+//! with the `mutants` feature, which only the simulator enables; the real binary has none of
+//! it.
+
+use serde::{Deserialize, Serialize};
+
+/// One deliberate bug (or none).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub enum Mutation {
+    /// The correct controller.
+    #[default]
+    None,
+    /// Fencing switched off: no fence commands, hour-long leases, and promotion without
+    /// waiting for the old primary's leases.
+    NoFencing,
+    /// Promotes without waiting for the old primary's leases to expire.
+    SkipLeaseWait,
+    /// Treats a ratio equal to the threshold as available (claim 4 says strictly greater).
+    RatioInclusive,
+    /// Promotes without checking that the backup is available.
+    NoBackupCheck,
+    /// Keeps replication running into the backup after the primary failed, and takes the
+    /// backup's last reported position as the recovery point.
+    KeepReplicating,
+    /// On failback, the old primary drops its divergent suffix instead of quarantining it.
+    DropSuffix,
+    /// On failback, the old primary keeps its divergent suffix (merges it).
+    MergeSuffix,
+    /// Publishes the new config without bumping the epoch.
+    NoEpochBump,
+    /// Fails over on a single missed heartbeat round (no timeout window, no debounce).
+    NoDebounce,
+    /// Never resyncs the recovered old primary.
+    NoResync,
+    /// Never raises the second alarm.
+    NoSecondAlarm,
+    /// Forgets its epoch (all its durable state) on restart.
+    ForgetEpoch,
+    /// Sync mode: the primary acknowledges a write before the backup applied it.
+    EarlySyncAck,
+    /// A node refusing a write never says where the new primary is.
+    NoRejectionRoute,
+}
+
+impl Mutation {
+    /// Every mutant (not `None`).
+    pub const ALL: [Mutation; 14] = [
+        Mutation::NoFencing,
+        Mutation::SkipLeaseWait,
+        Mutation::RatioInclusive,
+        Mutation::NoBackupCheck,
+        Mutation::KeepReplicating,
+        Mutation::DropSuffix,
+        Mutation::MergeSuffix,
+        Mutation::NoEpochBump,
+        Mutation::NoDebounce,
+        Mutation::NoResync,
+        Mutation::NoSecondAlarm,
+        Mutation::ForgetEpoch,
+        Mutation::EarlySyncAck,
+        Mutation::NoRejectionRoute,
+    ];
+
+    /// The name used on the command line (`--mutant no-fencing`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::None => "none",
+            Mutation::NoFencing => "no-fencing",
+            Mutation::SkipLeaseWait => "skip-lease-wait",
+            Mutation::RatioInclusive => "ratio-inclusive",
+            Mutation::NoBackupCheck => "no-backup-check",
+            Mutation::KeepReplicating => "keep-replicating",
+            Mutation::DropSuffix => "drop-suffix",
+            Mutation::MergeSuffix => "merge-suffix",
+            Mutation::NoEpochBump => "no-epoch-bump",
+            Mutation::NoDebounce => "no-debounce",
+            Mutation::NoResync => "no-resync",
+            Mutation::NoSecondAlarm => "no-second-alarm",
+            Mutation::ForgetEpoch => "forget-epoch",
+            Mutation::EarlySyncAck => "early-sync-ack",
+            Mutation::NoRejectionRoute => "no-rejection-route",
+        }
+    }
+
+    /// The mutant called `name`.
+    pub fn from_name(name: &str) -> Option<Mutation> {
+        std::iter::once(Mutation::None)
+            .chain(Mutation::ALL)
+            .find(|m| m.name() == name)
+    }
+}
