@@ -235,3 +235,161 @@ pub fn seeds(count: u64, single: Option<u64>) -> Vec<u64> {
         None => (1..=count).collect(),
     }
 }
+
+/// A deliberately broken controller or node, the invariant that must catch it, and the
+/// scenario written to expose it (tried first; the others follow).
+#[derive(Debug, Clone, Copy)]
+pub struct MutantSpec {
+    /// The bug.
+    pub mutation: Mutation,
+    /// The invariant (or `expectation`) that must report it.
+    pub invariant: &'static str,
+    /// The scenario that exposes it.
+    pub scenario: &'static str,
+}
+
+/// Every mutant with the checker that must catch it. Together they name every checker, so
+/// that removing any one of them lets some mutant survive.
+pub const MUTANTS: [MutantSpec; 14] = [
+    spec(
+        Mutation::NoFencing,
+        "single-writer",
+        "controller-isolated-from-primary",
+    ),
+    spec(
+        Mutation::SkipLeaseWait,
+        "single-writer",
+        "controller-isolated-from-primary",
+    ),
+    spec(Mutation::RatioInclusive, "liveness", "primary-half-crash"),
+    spec(
+        Mutation::NoBackupCheck,
+        "liveness",
+        "backup-down-then-primary-down",
+    ),
+    spec(
+        Mutation::KeepReplicating,
+        "accounted-loss",
+        "slow-network-primary-crash",
+    ),
+    spec(
+        Mutation::DropSuffix,
+        "accounted-loss",
+        "replication-link-cut-then-primary-crash",
+    ),
+    spec(
+        Mutation::MergeSuffix,
+        "convergence",
+        "replication-link-cut-then-primary-crash",
+    ),
+    spec(
+        Mutation::NoEpochBump,
+        "convergence",
+        "primary-majority-crash",
+    ),
+    spec(
+        Mutation::NoDebounce,
+        "expectation",
+        "slow-network-primary-crash",
+    ),
+    spec(Mutation::NoResync, "convergence", "primary-majority-crash"),
+    spec(
+        Mutation::NoSecondAlarm,
+        "liveness",
+        "backup-down-then-primary-down",
+    ),
+    spec(
+        Mutation::ForgetEpoch,
+        "epochs-monotonic",
+        "controller-restarts-after-failover",
+    ),
+    spec(
+        Mutation::EarlySyncAck,
+        "durability",
+        "sync-mode-link-cut-then-primary-crash",
+    ),
+    spec(
+        Mutation::NoRejectionRoute,
+        "users-converge",
+        "users-cut-from-config-center",
+    ),
+];
+
+const fn spec(mutation: Mutation, invariant: &'static str, scenario: &'static str) -> MutantSpec {
+    MutantSpec {
+        mutation,
+        invariant,
+        scenario,
+    }
+}
+
+/// Whether and where a mutant was caught.
+#[derive(Debug, Clone, Serialize)]
+pub struct MutantReport {
+    /// The mutant's name.
+    pub mutant: String,
+    /// The invariant that must catch it.
+    pub invariant: String,
+    /// Whether that invariant caught it.
+    pub caught: bool,
+    /// The scenario that caught it.
+    pub scenario: Option<String>,
+    /// The first seed that caught it there.
+    pub seed: Option<u64>,
+    /// The violation.
+    pub message: Option<String>,
+    /// The command that replays the catch.
+    pub replay: Option<String>,
+    /// Seeds run before the catch (or in all, when it survived).
+    pub runs: u64,
+}
+
+/// Runs `spec`'s mutant over `scenarios` (its own scenario first) and `seeds` until the
+/// invariant it must break reports it. Checkers named in `without` are treated as removed.
+pub fn hunt(
+    spec: &MutantSpec,
+    scenarios: &[(PathBuf, Scenario)],
+    seeds: &[u64],
+    jobs: usize,
+    without: &[String],
+) -> MutantReport {
+    let mut report = MutantReport {
+        mutant: spec.mutation.name().to_owned(),
+        invariant: spec.invariant.to_owned(),
+        caught: false,
+        scenario: None,
+        seed: None,
+        message: None,
+        replay: None,
+        runs: 0,
+    };
+    let own = scenarios.iter().filter(|(_, s)| s.name == spec.scenario);
+    let others = scenarios.iter().filter(|(_, s)| s.name != spec.scenario);
+    if without.iter().any(|w| w == spec.invariant) {
+        return report; // Its checker is removed: nothing can catch it.
+    }
+    for (file, scenario) in own.chain(others) {
+        // Seeds in batches of `jobs`, so that a catch at the first seeds costs little.
+        for batch in seeds.chunks(jobs.max(1)) {
+            let runs = run_seeds(scenario, batch, spec.mutation, jobs, &|_| {});
+            report.runs += runs.len() as u64;
+            let catch = runs.iter().find_map(|run| {
+                let v = run
+                    .verdict
+                    .violations
+                    .iter()
+                    .find(|v| v.invariant == spec.invariant)?;
+                Some((run.seed, v.message.clone()))
+            });
+            if let Some((seed, message)) = catch {
+                report.caught = true;
+                report.scenario = Some(scenario.name.clone());
+                report.seed = Some(seed);
+                report.message = Some(message);
+                report.replay = Some(replay_command(file, seed, spec.mutation));
+                return report;
+            }
+        }
+    }
+    report
+}

@@ -149,11 +149,13 @@ impl Checker<'_> {
         }
     }
 
-    /// Epochs never go backwards at any node (between wipes), user or the config center.
+    /// Epochs never go backwards at any node (between wipes), user, the config center or the
+    /// controller's durable state.
     fn epochs_monotonic(&mut self) {
         let mut nodes: BTreeMap<NodeId, Epoch> = BTreeMap::new();
         let mut users: BTreeMap<UserId, Epoch> = BTreeMap::new();
         let mut center = Epoch(0);
+        let mut controller = Epoch(0);
         let mut found = Vec::new();
         for (t, event) in self.events() {
             match event {
@@ -178,6 +180,14 @@ impl Checker<'_> {
                         found.push(format!("{user} applied epoch {epoch} after {seen} at {t}"));
                     }
                     *seen = (*seen).max(*epoch);
+                }
+                Event::EpochPersisted { epoch, .. } => {
+                    if *epoch < controller {
+                        found.push(format!(
+                            "the controller persisted epoch {epoch} after {controller} at {t}"
+                        ));
+                    }
+                    controller = controller.max(*epoch);
                 }
                 Event::CenterPublished {
                     epoch,

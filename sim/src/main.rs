@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use standby::controller::Mutation;
 use standby_sim::campaign::{
-    replay_command, run_seeds, scenario_files, seeds, summarise, ScenarioSummary, SeedRun,
-    DEFAULT_SEEDS,
+    hunt, replay_command, run_seeds, scenario_files, seeds, summarise, ScenarioSummary, SeedRun,
+    DEFAULT_SEEDS, MUTANTS,
 };
 use standby_sim::check::check;
 use standby_sim::scenario::Scenario;
@@ -46,6 +46,22 @@ enum Command {
         /// `cargo sim mutants` for the list.
         #[arg(long, value_parser = parse_mutant, default_value = "none")]
         mutant: Mutation,
+    },
+    /// Run every deliberately broken controller until the invariant it must break reports
+    /// it; exit non-zero if any survives.
+    Mutants {
+        /// Seeds 1..=N per scenario, at most.
+        #[arg(long, default_value_t = DEFAULT_SEEDS)]
+        seeds: u64,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Treat this checker as removed (repeatable), to see which mutants then survive.
+        #[arg(long, value_name = "INVARIANT")]
+        without: Vec<String>,
+        /// The scenarios to hunt in.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
     },
     /// Replay one seed of one scenario: its timeline, verdict and trace hash.
     Replay {
@@ -106,6 +122,12 @@ fn main() -> ExitCode {
             json,
             mutant,
         }) => campaign(&path, &seeds(n, seed), json, mutant, jobs),
+        Some(Command::Mutants {
+            seeds: n,
+            json,
+            without,
+            scenarios,
+        }) => mutants(&scenarios, &seeds(n, None), json, &without, jobs),
         Some(Command::Replay {
             file,
             seed,
@@ -175,6 +197,71 @@ fn campaign(
         print_table(&summaries);
     }
     Ok(violations == 0)
+}
+
+fn load_all(path: &Path) -> Result<Vec<(PathBuf, Scenario)>, String> {
+    let files = scenario_files(path).map_err(|e| e.to_string())?;
+    if files.is_empty() {
+        return Err(format!("{}: no scenario files (*.toml)", path.display()));
+    }
+    (files.iter())
+        .map(|f| Scenario::load(f).map(|s| (f.clone(), s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+fn mutants(
+    path: &Path,
+    seeds: &[u64],
+    json: bool,
+    without: &[String],
+    jobs: usize,
+) -> Result<bool, String> {
+    let scenarios = load_all(path)?;
+    let progress = progress_bar(MUTANTS.len() as u64, json);
+    let mut reports = Vec::new();
+    for spec in &MUTANTS {
+        progress.set_message(spec.mutation.name());
+        reports.push(hunt(spec, &scenarios, seeds, jobs, without));
+        let survivors = reports.iter().filter(|r| !r.caught).count();
+        progress.set_prefix(format!("{survivors} survived"));
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let survivors = reports.iter().filter(|r| !r.caught).count();
+    if json {
+        let doc = serde_json::json!({"mutants": reports, "survivors": survivors});
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        return Ok(survivors == 0);
+    }
+    println!(
+        "{:<20} {:<17} {:<7} {:<40} {:>5} {:>5}",
+        "mutant", "must be caught by", "caught", "scenario", "seed", "runs"
+    );
+    for r in &reports {
+        let caught = if r.caught { "yes" } else { "NO" };
+        let scenario = r.scenario.as_deref().unwrap_or("-");
+        let seed = r.seed.map_or("-".to_owned(), |s| s.to_string());
+        println!(
+            "{:<20} {:<17} {:<7} {:<40} {:>5} {:>5}",
+            r.mutant, r.invariant, caught, scenario, seed, r.runs
+        );
+    }
+    for r in reports.iter().filter(|r| r.caught) {
+        let message = r.message.as_deref().unwrap_or_default();
+        let message: String = message.chars().take(300).collect();
+        let replay = r.replay.as_deref().unwrap_or_default();
+        println!(
+            "\n{} caught by {}: {message}\n  replay: {replay}",
+            r.mutant, r.invariant
+        );
+    }
+    println!(
+        "\n{} of {} mutants caught",
+        reports.len() - survivors,
+        reports.len()
+    );
+    Ok(survivors == 0)
 }
 
 /// A progress bar on stderr when it is a terminal (indicatif hides it otherwise), never with
