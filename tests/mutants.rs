@@ -3,6 +3,7 @@
 //! default 4; `cargo sim mutants` runs the same hunt from the command line).
 
 use standby_sim::campaign::{hunt, scenario_files, seeds, MUTANTS};
+use standby_sim::check::CHECKERS;
 use standby_sim::scenario::Scenario;
 use std::path::{Path, PathBuf};
 
@@ -52,16 +53,7 @@ fn every_mutant_is_caught_by_the_invariant_it_breaks() {
 
 #[test]
 fn every_checker_has_a_mutant_to_catch() {
-    let checkers = [
-        "single-writer",
-        "epochs-monotonic",
-        "durability",
-        "accounted-loss",
-        "convergence",
-        "users-converge",
-        "liveness",
-        "expectation",
-    ];
+    let checkers = CHECKERS;
     for checker in checkers {
         assert!(
             MUTANTS.iter().any(|m| m.invariant == checker),

@@ -27,6 +27,18 @@ pub struct Violation {
     pub at: Option<Time>,
 }
 
+/// Every checker, by the name its violations carry.
+pub const CHECKERS: [&str; 8] = [
+    "single-writer",
+    "epochs-monotonic",
+    "durability",
+    "accounted-loss",
+    "convergence",
+    "users-converge",
+    "liveness",
+    "expectation",
+];
+
 /// What one run measured.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Measures {

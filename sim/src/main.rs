@@ -3,11 +3,12 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use standby::controller::Mutation;
+use standby::service::node::ReplicationMode;
 use standby_sim::campaign::{
     hunt, replay_command, run_seeds, scenario_files, seeds, summarise, ScenarioSummary, SeedRun,
     DEFAULT_SEEDS, MUTANTS,
 };
-use standby_sim::check::check;
+use standby_sim::check::{check, CHECKERS};
 use standby_sim::scenario::Scenario;
 use standby_sim::trace;
 use std::path::{Path, PathBuf};
@@ -337,6 +338,26 @@ fn replay(
             .map_err(|e| format!("{}: cannot write the timeline: {e}", path.display()))?;
     }
     let mut text = trace::timeline(&out.events, scenario.topology.users, verbose);
+    text += "checkers:\n";
+    for checker in CHECKERS {
+        let broken = verdict
+            .violations
+            .iter()
+            .filter(|v| v.invariant == checker)
+            .count();
+        let sync = scenario.replication.mode == ReplicationMode::Sync;
+        let applies = match checker {
+            "durability" => sync,
+            "accounted-loss" => !sync,
+            _ => true,
+        };
+        let status = match (broken, applies) {
+            (0, false) => "not applicable in this replication mode".to_owned(),
+            (0, true) => "ok".to_owned(),
+            (n, _) => format!("VIOLATED ({n})"),
+        };
+        text += &format!("{:>12}{checker:<17} {status}\n", "");
+    }
     for v in &verdict.violations {
         text += &format!("VIOLATION [{}] {}\n", v.invariant, v.message);
     }

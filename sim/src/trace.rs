@@ -231,11 +231,16 @@ pub fn hash(events: &[(Time, Event)]) -> u64 {
 }
 
 /// A readable timeline: one line per event that tells the failover story (faults, truth,
-/// roles, controller decisions, alarms, publications, acknowledgements). `verbose` adds
-/// every write, append and per-user acknowledgement.
+/// roles, controller decisions, alarms, publications, acknowledgements), plus the first write
+/// each node refused for each reason and the start of each resync, and at the end a count of
+/// every refusal. `verbose` adds every write, append and per-user acknowledgement.
 pub fn timeline(events: &[(Time, Event)], users: u32, verbose: bool) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
     let mut out = String::new();
-    let mut acks: std::collections::BTreeMap<Epoch, u32> = std::collections::BTreeMap::new();
+    let mut acks: BTreeMap<Epoch, u32> = BTreeMap::new();
+    let mut target: BTreeMap<WriteId, NodeId> = BTreeMap::new();
+    let mut refused: BTreeMap<(NodeId, String), u64> = BTreeMap::new();
+    let mut rejoined: BTreeSet<NodeId> = BTreeSet::new();
     for (time, event) in events {
         let line = match event {
             Event::CenterAck { epoch, .. } => {
@@ -247,11 +252,52 @@ pub fn timeline(events: &[(Time, Event)], users: u32, verbose: bool) -> String {
                     (false, false) => None,
                 }
             }
+            Event::Invoke { id, node, .. } => {
+                target.insert(*id, *node);
+                verbose.then(|| describe(event))
+            }
+            Event::Fail { id, reason } => {
+                let node = target
+                    .get(id)
+                    .copied()
+                    .unwrap_or(NodeId::new(Cluster::A, 0));
+                let count = refused.entry((node, format!("{reason:?}"))).or_default();
+                *count += 1;
+                match (*count == 1, verbose) {
+                    (_, true) => Some(describe(event)),
+                    (true, false) => Some(format!(
+                        "{:<9} refused {id} ({reason:?}): the first such refusal here, the rest are counted below",
+                        node.to_string()
+                    )),
+                    (false, false) => None,
+                }
+            }
+            Event::Node {
+                node,
+                event: NodeEvent::Quarantined(_),
+            } => {
+                rejoined.insert(*node);
+                Some(describe(event))
+            }
+            Event::Node {
+                node,
+                event: NodeEvent::Applied { from, .. },
+            } if rejoined.remove(node) && !verbose => Some(format!(
+                "{:<9} resync from its new primary begins at lsn {}",
+                node.to_string(),
+                from.0
+            )),
             _ if verbose || !is_detail(event) => Some(describe(event)),
             _ => None,
         };
         if let Some(line) = line {
             let _ = writeln!(out, "{time:>10}  {line}");
+        }
+    }
+    if !refused.is_empty() {
+        let _ = writeln!(out, "writes refused, by node and reason:");
+        for ((node, reason), count) in &refused {
+            let _ = writeln!(out, "{:>12}{node}: {count} x {reason}", "");
         }
     }
     out
