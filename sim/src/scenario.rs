@@ -36,6 +36,25 @@ pub struct Scenario {
     /// What must happen.
     #[serde(default)]
     pub expect: Expect,
+    /// For a regression scenario (scenarios/regressions/): the failure it was shrunk from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<Regression>,
+}
+
+/// Where a regression scenario came from: a failing run, shrunk. With the correct controller
+/// it must pass every invariant; with `mutant` (when given) it must still break `invariant`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regression {
+    /// The invariant the original run broke.
+    pub invariant: String,
+    /// The seed that breaks it.
+    pub seed: u64,
+    /// The mutant the failure came from (`cargo sim mutants`), if it came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<String>,
+    /// The scenario (or swarm seed) it was shrunk from.
+    pub source: String,
 }
 
 /// The clusters and users.
