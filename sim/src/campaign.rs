@@ -2,10 +2,11 @@
 
 use crate::check::{check, Verdict, Violation};
 use crate::scenario::{Scenario, ScenarioError};
-use crate::trace;
+use crate::trace::{self, Event};
 use crate::world::run;
 use serde::Serialize;
 use standby::controller::Mutation;
+use standby::time::Time;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -28,15 +29,31 @@ pub struct SeedRun {
 /// world stuck past its time limit) is a failed seed like any other, with its replay command,
 /// rather than the end of the campaign.
 pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
+    run_seed_with(scenario, seed, mutation, false)
+}
+
+/// Like [`run_seed`]; with `twice`, the seed runs a second time and any difference between
+/// the two traces is a `determinism` violation naming the first differing event.
+pub fn run_seed_with(scenario: &Scenario, seed: u64, mutation: Mutation, twice: bool) -> SeedRun {
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(scenario, seed, mutation)
+        let first = run(scenario, seed, mutation);
+        let second = twice.then(|| run(scenario, seed, mutation));
+        (first, second)
     }));
     match attempt {
-        Ok(out) => SeedRun {
-            seed,
-            verdict: check(scenario, &out),
-            trace_hash: trace::hash(&out.events),
-        },
+        Ok((out, second)) => {
+            let mut verdict = check(scenario, &out);
+            if let Some(second) = second {
+                verdict
+                    .violations
+                    .extend(compare_runs(&out.events, &second.events));
+            }
+            SeedRun {
+                seed,
+                verdict,
+                trace_hash: trace::hash(&out.events),
+            }
+        }
         Err(payload) => {
             let message = (payload.downcast_ref::<String>().cloned())
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
@@ -56,6 +73,31 @@ pub fn run_seed(scenario: &Scenario, seed: u64, mutation: Mutation) -> SeedRun {
             }
         }
     }
+}
+
+/// A `determinism` violation if two runs of one seed differ, naming the first difference.
+pub fn compare_runs(first: &[(Time, Event)], second: &[(Time, Event)]) -> Option<Violation> {
+    if trace::hash(first) == trace::hash(second) && first == second {
+        return None;
+    }
+    let index = (first.iter().zip(second))
+        .position(|(a, b)| a != b)
+        .unwrap_or(first.len().min(second.len()));
+    let show = |events: &[(Time, Event)]| match events.get(index) {
+        Some((t, e)) => format!("{t} {}", trace::describe(e)),
+        None => "the end of the trace".to_owned(),
+    };
+    Some(Violation {
+        invariant: "determinism",
+        message: format!(
+            "two runs of the same seed differ at event #{index}: the first run has `{}`, the second `{}` ({} and {} events in all)",
+            show(first),
+            show(second),
+            first.len(),
+            second.len()
+        ),
+        at: first.get(index).or(second.get(index)).map(|(t, _)| *t),
+    })
 }
 
 /// p50, p99 and max of a sample, in ms (zeros when empty).
@@ -154,6 +196,18 @@ pub fn run_seeds(
     jobs: usize,
     done: &(dyn Fn(&SeedRun) + Sync),
 ) -> Vec<SeedRun> {
+    run_seeds_with(scenario, seeds, mutation, jobs, false, done)
+}
+
+/// Like [`run_seeds`]; with `twice`, every seed runs twice and is checked for determinism.
+pub fn run_seeds_with(
+    scenario: &Scenario,
+    seeds: &[u64],
+    mutation: Mutation,
+    jobs: usize,
+    twice: bool,
+    done: &(dyn Fn(&SeedRun) + Sync),
+) -> Vec<SeedRun> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SeedRun>>> = Mutex::new(vec![None; seeds.len()]);
     std::thread::scope(|scope| {
@@ -161,7 +215,7 @@ pub fn run_seeds(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { return };
-                let run = run_seed(scenario, seed, mutation);
+                let run = run_seed_with(scenario, seed, mutation, twice);
                 done(&run);
                 results.lock().expect("results")[i] = Some(run);
             });

@@ -5,8 +5,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use standby::controller::Mutation;
 use standby::service::node::ReplicationMode;
 use standby_sim::campaign::{
-    hunt, replay_command, run_seeds, scenario_files, seeds, summarise, ScenarioSummary, SeedRun,
-    DEFAULT_SEEDS, MUTANTS,
+    hunt, replay_command, run_seeds_with, scenario_files, seeds, summarise, ScenarioSummary,
+    SeedRun, DEFAULT_SEEDS, MUTANTS,
 };
 use standby_sim::check::{check, CHECKERS};
 use standby_sim::scenario::Scenario;
@@ -47,6 +47,9 @@ enum Command {
         /// `cargo sim mutants` for the list.
         #[arg(long, value_parser = parse_mutant, default_value = "none")]
         mutant: Mutation,
+        /// Run every seed twice and fail on any difference between the two traces.
+        #[arg(long)]
+        check_determinism: bool,
     },
     /// Run every deliberately broken controller until the invariant it must break reports
     /// it; exit non-zero if any survives.
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
             false,
             Mutation::None,
             jobs,
+            false,
         ),
         Some(Command::Run {
             path,
@@ -122,7 +126,15 @@ fn main() -> ExitCode {
             seed,
             json,
             mutant,
-        }) => campaign(&path, &seeds(n, seed), json, mutant, jobs),
+            check_determinism,
+        }) => campaign(
+            &path,
+            &seeds(n, seed),
+            json,
+            mutant,
+            jobs,
+            check_determinism,
+        ),
         Some(Command::Mutants {
             seeds: n,
             json,
@@ -161,6 +173,7 @@ fn campaign(
     json: bool,
     mutation: Mutation,
     jobs: usize,
+    twice: bool,
 ) -> Result<bool, String> {
     let files = scenario_files(path).map_err(|e| e.to_string())?;
     if files.is_empty() {
@@ -184,7 +197,7 @@ fn campaign(
             }
             progress.inc(1);
         };
-        let runs = run_seeds(scenario, seeds, mutation, jobs, &done);
+        let runs = run_seeds_with(scenario, seeds, mutation, jobs, twice, &done);
         summaries.push(summarise(file, scenario, &runs, mutation));
     }
     progress.finish_and_clear();

@@ -43,6 +43,22 @@ pub struct RunOutput {
     pub schedule: Vec<(u64, Option<u64>)>,
 }
 
+thread_local! {
+    /// Test-only: makes this thread's runs depend on something outside the seed.
+    static NONDETERMINISTIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Counts runs in this process; only the nondeterministic harness reads it.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Test-only: from now on, runs on this thread are deliberately nondeterministic (each
+/// starts its faults a little later than the previous one did), so that a determinism check
+/// can be shown to catch a world whose behaviour does not follow from the seed alone.
+#[doc(hidden)]
+pub fn make_this_thread_nondeterministic(on: bool) {
+    NONDETERMINISTIC.with(|flag| flag.set(on));
+}
+
 /// Runs `scenario` under `seed` in a fresh madsim runtime.
 pub fn run(scenario: &Scenario, seed: u64, mutation: Mutation) -> RunOutput {
     let mut config = madsim::Config::default();
@@ -55,7 +71,17 @@ pub fn run(scenario: &Scenario, seed: u64, mutation: Mutation) -> RunOutput {
     // A run that outlives its schedule by this much is stuck: fail it rather than hang.
     runtime.set_time_limit(Duration::from_secs(scenario.duration_s + 60) + DRAIN);
     let scenario = scenario.clone();
-    runtime.block_on(async move { World::build(scenario, mutation).await.run().await })
+    let skew = match NONDETERMINISTIC.with(|flag| flag.get()) {
+        true => {
+            Duration::from_millis(1 + RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 7)
+        }
+        false => Duration::ZERO,
+    };
+    runtime.block_on(async move {
+        let world = World::build(scenario, mutation).await;
+        madsim::time::sleep(skew).await;
+        world.run().await
+    })
 }
 
 fn latency(min_ms: u64, max_ms: u64) -> std::ops::Range<Duration> {
