@@ -338,11 +338,23 @@ impl Node {
     /// no longer primary: it fences itself at once.
     pub fn on_append_reply(&mut self, reply: &AppendReply, events: &mut Vec<NodeEvent>) {
         if reply.epoch > self.disk.epoch {
-            self.enter(reply.epoch, Role::Fenced, events);
+            // A newer epoch exists: stop writing at once. Stay in our own epoch, though: the
+            // controller may yet promote this node in that newer epoch, and a node already in
+            // it would ignore the command.
+            if self.disk.role != Role::Fenced {
+                self.enter(self.disk.epoch, Role::Fenced, events);
+            }
             return;
         }
         if reply.epoch == self.disk.epoch && self.disk.role == Role::Primary {
-            self.volatile.peer_lsn = Some(reply.last_lsn.min(self.disk.last_lsn()));
+            let last = reply.last_lsn.min(self.disk.last_lsn());
+            self.volatile.peer_lsn = match reply.applied {
+                // Only a follower that applied confirms a position (sync acks rest on it).
+                true => Some(last),
+                // A refusal only ever moves the resend point back: a node that is not
+                // following reports a log that may not be ours at all.
+                false => self.volatile.peer_lsn.map(|p| p.min(last)),
+            };
         }
     }
 

@@ -88,6 +88,7 @@ scenario_tests! {
     slow_network_primary_crash_alarm_is_a_lower_bound => "slow-network-primary-crash",
     controller_restarts_after_failover_from_durable_state => "controller-restarts-after-failover",
     sync_mode_link_cut_then_primary_crash_acknowledges_nothing_unreplicated => "sync-mode-link-cut-then-primary-crash",
+    a_wiped_backup_node_is_resynced_from_scratch => "backup-node-wiped",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -1,12 +1,14 @@
 //! Campaigns: many seeds over many scenarios, summarised.
 
 use crate::check::{check, Verdict, Violation};
+use crate::effects::{EFFECTS, TRANSITIONS};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::trace::{self, Event};
 use crate::world::run;
 use serde::Serialize;
 use standby::controller::Mutation;
 use standby::time::Time;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -67,7 +69,7 @@ pub fn run_seed_with(scenario: &Scenario, seed: u64, mutation: Mutation, twice: 
                 seed,
                 verdict: Verdict {
                     violations: vec![violation],
-                    measures: Default::default(),
+                    ..Default::default()
                 },
                 trace_hash: 0,
             }
@@ -164,6 +166,9 @@ pub struct ScenarioSummary {
     pub rpo_writes_max: u64,
     /// The failed seeds.
     pub failures: Vec<Failure>,
+    /// How many times each controller transition and each fault effect happened, over all
+    /// seeds (see `standby_sim::effects`).
+    pub coverage: BTreeMap<String, u64>,
 }
 
 /// The command that replays `seed` of the scenario in `file`, with `mutation`.
@@ -262,7 +267,36 @@ pub fn summarise(
         rto_ms: Percentiles::of(measures().flat_map(|m| m.rto_ms.clone()).collect()),
         rpo_writes_max: measures().map(|m| m.lost_writes).max().unwrap_or(0),
         failures,
+        coverage: coverage(runs),
     }
+}
+
+/// How often each transition and effect happened over `runs`.
+fn coverage(runs: &[SeedRun]) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for run in runs {
+        let effects = &run.verdict.effects;
+        for (&key, &n) in &effects.transitions {
+            *counts.entry(key.to_owned()).or_default() += n;
+        }
+        for &effect in &effects.run {
+            *counts.entry(effect.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The transitions and effects that never happened in `summaries`.
+pub fn never_reached(summaries: &[ScenarioSummary]) -> Vec<&'static str> {
+    let reached = |key: &str| {
+        summaries
+            .iter()
+            .any(|s| s.coverage.get(key).is_some_and(|&n| n > 0))
+    };
+    (TRANSITIONS.iter().chain(EFFECTS.iter()))
+        .copied()
+        .filter(|key| !reached(key))
+        .collect()
 }
 
 /// Every `.toml` scenario under `path` (or `path` itself), sorted by name.

@@ -1,6 +1,7 @@
 //! The invariant checkers and the per-run measures. They read only what the world did (the
 //! trace and the final disks), never the controller's own opinion of itself.
 
+use crate::effects::{effects, Effects};
 use crate::scenario::Scenario;
 use crate::trace::Event;
 use crate::world::RunOutput;
@@ -69,6 +70,9 @@ pub struct Verdict {
     pub violations: Vec<Violation>,
     /// What was measured.
     pub measures: Measures,
+    /// What the faults did, and the controller transitions seen (for coverage).
+    #[serde(skip)]
+    pub effects: Effects,
 }
 
 struct Checker<'a> {
@@ -94,9 +98,12 @@ pub fn check(scenario: &Scenario, out: &RunOutput) -> Verdict {
     measures.lost_writes = lost_writes;
     measures.lost_span_ms = lost_span_ms;
     checker.expectations(&measures);
+    let effects = effects(scenario, out);
+    checker.vacuity(&effects);
     Verdict {
         violations: checker.violations,
         measures,
+        effects,
     }
 }
 
@@ -591,16 +598,22 @@ impl Checker<'_> {
                 }
                 let other = cluster.other();
                 let deadline = start + bound;
-                if Self::failed_at(failed(other), start).is_none() {
+                // The backup must stay available for the whole bound to owe a failover; if
+                // it fails meanwhile, the double-failure rules apply instead.
+                let backup_down_meanwhile = failed(other)
+                    .iter()
+                    .any(|&(s, e)| s <= deadline && e.is_none_or(|e| e > start));
+                if !backup_down_meanwhile {
                     let promoted = promotions
                         .iter()
                         .any(|&(t, c)| c == other && t >= start && t <= deadline);
                     if !promoted {
                         found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline}"));
                     }
-                } else if !second_alarms
-                    .iter()
-                    .any(|&(t, c)| c == other && t <= deadline)
+                } else if Self::failed_at(failed(other), start).is_some()
+                    && !second_alarms
+                        .iter()
+                        .any(|&(t, c)| c == other && t <= deadline)
                 {
                     found.push(format!("primary {cluster} failed at {start} with {other} down too, and no second alarm for {other} was raised by {deadline}"));
                 }
@@ -618,7 +631,19 @@ impl Checker<'_> {
         for (t, event) in self.events() {
             match event {
                 Event::Controller(Note::FailoverStarted { cluster }) => {
-                    match Self::failed_at(truth.get(cluster).unwrap_or(&none), t) {
+                    // The controller acts on heartbeats up to a timeout and its debounce
+                    // rounds old: a failure that healed within that span still explains it.
+                    let p = &self.scenario.controller;
+                    let rounds = p.failure_rounds as u64 + 1;
+                    let lookback = Duration::from_millis(
+                        p.heartbeat_timeout_ms + rounds * p.heartbeat_interval_ms,
+                    );
+                    let intervals = truth.get(cluster).unwrap_or(&none);
+                    let recent = (intervals.iter())
+                        .filter(|(s, e)| *s <= t && e.is_none_or(|e| e + lookback >= t))
+                        .map(|(s, _)| *s)
+                        .next_back();
+                    match recent {
                         Some(since) => m
                             .detection_ms
                             .push(t.saturating_since(since).as_millis() as u64),
@@ -668,6 +693,36 @@ impl Checker<'_> {
             .values()
             .max()
             .map(|t| ms(*t).saturating_sub(ms(since)))
+    }
+
+    /// Every declared fault had some effect, and the run shows every effect the scenario
+    /// requires: a fault that changed nothing tested nothing.
+    fn vacuity(&mut self, effects: &Effects) {
+        for (i, (fault, found)) in self
+            .scenario
+            .faults
+            .iter()
+            .zip(&effects.per_fault)
+            .enumerate()
+        {
+            if found.is_empty() {
+                let what = format!("{:?}", fault.kind);
+                self.fail(
+                    "vacuity",
+                    format!("fault #{i} ({what}) had no observable effect: it tested nothing"),
+                );
+            }
+        }
+        for wanted in &self.scenario.expect.effects {
+            if !effects.run.contains(wanted.as_str()) {
+                self.fail(
+                    "vacuity",
+                    format!(
+                        "the scenario requires the effect `{wanted}`, and the run never showed it"
+                    ),
+                );
+            }
+        }
     }
 
     fn expectations(&mut self, m: &Measures) {

@@ -16,8 +16,11 @@ compile_error!(
 
 pub mod campaign;
 pub mod check;
+pub mod effects;
 pub mod html;
 pub mod scenario;
+pub mod shrink;
+pub mod swarm;
 pub mod trace;
 pub mod user;
 pub mod world;

@@ -5,11 +5,13 @@ use indicatif::{ProgressBar, ProgressStyle};
 use standby::controller::Mutation;
 use standby::service::node::ReplicationMode;
 use standby_sim::campaign::{
-    hunt, replay_command, run_seeds_with, scenario_files, seeds, summarise, ScenarioSummary,
-    SeedRun, DEFAULT_SEEDS, MUTANTS,
+    hunt, never_reached, replay_command, run_seeds_with, scenario_files, seeds, summarise,
+    ScenarioSummary, SeedRun, DEFAULT_SEEDS, MUTANTS,
 };
 use standby_sim::check::{check, CHECKERS};
+use standby_sim::effects::{EFFECTS, TRANSITIONS};
 use standby_sim::scenario::Scenario;
+use standby_sim::swarm::{self, swarm_replay_command, Phase, DEFAULT_SWARM_SEEDS};
 use standby_sim::trace;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,10 +69,33 @@ enum Command {
         #[arg(long, default_value = "scenarios")]
         scenarios: PathBuf,
     },
-    /// Replay one seed of one scenario: its timeline, verdict and trace hash.
-    Replay {
+    /// Shrink a failing seed to a minimal scenario that still breaks the same invariant
+    /// (fewest faults, nodes and users, shortest run), and write it as a regression scenario.
+    Shrink {
         /// The scenario file.
         file: PathBuf,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// The mutant the failure comes from.
+        #[arg(long, value_parser = parse_mutant, default_value = "none")]
+        mutant: Mutation,
+        /// The invariant to keep broken (default: the run's first violation).
+        #[arg(long)]
+        invariant: Option<String>,
+        /// Where to write the regression scenario.
+        #[arg(long, default_value = "scenarios/regressions")]
+        out: PathBuf,
+    },
+    /// Replay one seed of one scenario (a file, or a swarm seed): its timeline, verdict and
+    /// trace hash.
+    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "swarm"])))]
+    Replay {
+        /// The scenario file (or --swarm).
+        file: Option<PathBuf>,
+        /// Replay swarm seed S (`cargo sim swarm`): the scenario is the one the seed generates.
+        #[arg(long)]
+        swarm: bool,
         /// The seed.
         #[arg(long)]
         seed: u64,
@@ -86,6 +111,20 @@ enum Command {
         /// Also write every event as one JSON object per line to this file.
         #[arg(long, value_name = "OUT.jsonl")]
         trace: Option<PathBuf>,
+    },
+    /// Swarm testing: seeds 1..=N, each generating every option of its run (topology,
+    /// parameters, network, 1-5 faults that heal, then 20 s of quiet), with safety and
+    /// liveness violations reported apart; exit non-zero on any.
+    Swarm {
+        /// Seeds 1..=N.
+        #[arg(long, default_value_t = DEFAULT_SWARM_SEEDS)]
+        seeds: u64,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run a deliberately broken controller.
+        #[arg(long, value_parser = parse_mutant, default_value = "none")]
+        mutant: Mutation,
     },
 }
 
@@ -141,21 +180,34 @@ fn main() -> ExitCode {
             without,
             scenarios,
         }) => mutants(&scenarios, &seeds(n, None), json, &without, jobs),
+        Some(Command::Shrink {
+            file,
+            seed,
+            mutant,
+            invariant,
+            out,
+        }) => shrink(&file, seed, mutant, invariant.as_deref(), &out),
         Some(Command::Replay {
             file,
+            swarm: _,
             seed,
             mutant,
             verbose,
             trace,
             timeline,
         }) => replay(
-            &file,
+            file.as_deref(),
             seed,
             mutant,
             verbose,
             trace.as_deref(),
             timeline.as_deref(),
         ),
+        Some(Command::Swarm {
+            seeds: n,
+            json,
+            mutant,
+        }) => swarm(&seeds(n, None), json, mutant, jobs),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -204,11 +256,12 @@ fn campaign(
     let violations: usize = summaries.iter().map(|s| s.failures.len()).sum();
     if json {
         let total: u64 = summaries.iter().map(|s| s.seeds).sum();
-        let doc =
-            serde_json::json!({"seeds": total, "violations": violations, "scenarios": summaries});
+        let never = never_reached(&summaries);
+        let doc = serde_json::json!({"seeds": total, "violations": violations, "scenarios": summaries, "never_reached": never});
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
         print_table(&summaries);
+        print_coverage(&summaries);
     }
     Ok(violations == 0)
 }
@@ -293,6 +346,30 @@ fn progress_bar(total: u64, json: bool) -> ProgressBar {
     bar
 }
 
+/// How often each controller transition and fault effect happened, and which never did.
+fn print_coverage(summaries: &[ScenarioSummary]) {
+    let mut total: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for summary in summaries {
+        for (key, n) in &summary.coverage {
+            *total.entry(key.as_str()).or_default() += n;
+        }
+    }
+    let line = |keys: &[&str]| {
+        (keys.iter())
+            .map(|k| format!("{k} {}", total.get(k).copied().unwrap_or(0)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("\ncoverage, over every seed:");
+    println!("  transitions: {}", line(&TRANSITIONS));
+    println!("  effects (runs showing it): {}", line(&EFFECTS));
+    let never = never_reached(summaries);
+    match never.is_empty() {
+        true => println!("  never reached: none"),
+        false => println!("  never reached: {}", never.join(", ")),
+    }
+}
+
 fn print_table(summaries: &[ScenarioSummary]) {
     println!(
         "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7}",
@@ -329,15 +406,22 @@ fn print_table(summaries: &[ScenarioSummary]) {
     }
 }
 
+/// Replays `seed` of the scenario in `file`, or of swarm seed `seed` when `file` is `None`.
 fn replay(
-    file: &Path,
+    file: Option<&Path>,
     seed: u64,
     mutation: Mutation,
     verbose: bool,
     trace_file: Option<&Path>,
     timeline_file: Option<&Path>,
 ) -> Result<bool, String> {
-    let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
+    let (scenario, replay_line) = match file {
+        Some(file) => (
+            Scenario::load(file).map_err(|e| e.to_string())?,
+            replay_command(file, seed, mutation),
+        ),
+        None => (swarm::scenario(seed), swarm_replay_command(seed, mutation)),
+    };
     let out = standby_sim::world::run(&scenario, seed, mutation);
     if let Some(path) = trace_file {
         std::fs::write(path, trace::to_jsonl(&out.events))
@@ -371,16 +455,155 @@ fn replay(
         };
         text += &format!("{:>12}{checker:<17} {status}\n", "");
     }
+    let vacuous = verdict
+        .violations
+        .iter()
+        .filter(|v| v.invariant == "vacuity")
+        .count();
+    let effects: Vec<&str> = verdict.effects.run.iter().copied().collect();
+    text += &match vacuous {
+        0 => format!(
+            "{:>12}{:<17} ok: every fault had an effect ({})\n",
+            "",
+            "vacuity",
+            effects.join(", ")
+        ),
+        n => format!("{:>12}{:<17} VIOLATED ({n})\n", "", "vacuity"),
+    };
     for v in &verdict.violations {
         text += &format!("VIOLATION [{}] {}\n", v.invariant, v.message);
     }
     if verdict.violations.is_empty() {
         text += "verdict: all invariants hold\n";
     } else {
-        text += &format!("replay: {}\n", replay_command(file, seed, mutation));
+        text += &format!("replay: {replay_line}\n");
     }
     text += &format!("trace-hash: {:016x}\n", trace::hash(&out.events));
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
     Ok(verdict.violations.is_empty())
+}
+
+/// Runs swarm seeds `seeds` (each its own generated scenario), and prints a summary with
+/// safety and liveness failures apart, and for each failing seed its generated scenario and
+/// replay command.
+fn swarm(seeds: &[u64], json: bool, mutation: Mutation, jobs: usize) -> Result<bool, String> {
+    let started = std::time::Instant::now();
+    let progress = progress_bar(seeds.len() as u64, json);
+    progress.set_message("swarm");
+    let failures = AtomicU64::new(0);
+    let done = |run: &SeedRun| {
+        if swarm::failed(run) {
+            let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+            progress.set_prefix(format!("{n} failed"));
+        }
+        progress.inc(1);
+    };
+    let runs = swarm::run_swarm(seeds, mutation, jobs, &done);
+    progress.finish_and_clear();
+    let summary = swarm::summarise(&runs, mutation);
+    let clean = summary.failures.is_empty();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+        return Ok(clean);
+    }
+    let mut text = String::new();
+    let mut shown = None;
+    for f in &summary.failures {
+        let phase = match f.phase {
+            Phase::Safety => "SAFETY",
+            Phase::Liveness => "LIVENESS",
+        };
+        text += &format!("\nFAILED swarm seed {} ({phase}): {}\n", f.seed, f.message);
+        // A seed failing in both phases shows its scenario once.
+        if shown != Some(f.seed) {
+            shown = Some(f.seed);
+            text += &format!("  scenario:\n{}", indent(&f.scenario_toml, "    "));
+        }
+        text += &format!("  replay: {}\n", f.replay);
+    }
+    let failed_seeds = runs.iter().filter(|r| swarm::failed(r)).count();
+    text += &format!(
+        "\nswarm: {} seeds, {} passed, {} safety failures, {} liveness failures, {:.1} s\n",
+        summary.seeds,
+        summary.seeds - failed_seeds as u64,
+        summary.safety_failures,
+        summary.liveness_failures,
+        started.elapsed().as_secs_f64()
+    );
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
+    Ok(clean)
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
+/// Shrinks the failure at `seed` of the scenario in `file` (with `mutation`) to a minimal
+/// scenario that still breaks `invariant` (default: the first one broken), and writes it under
+/// `out`.
+fn shrink(
+    file: &Path,
+    seed: u64,
+    mutation: Mutation,
+    invariant: Option<&str>,
+    out: &Path,
+) -> Result<bool, String> {
+    use standby_sim::shrink::{regression_file, shrink, Size};
+    let original = Scenario::load(file).map_err(|e| e.to_string())?;
+    let with = match mutation {
+        Mutation::None => String::new(),
+        m => format!(" with mutant {}", m.name()),
+    };
+    let run = standby_sim::campaign::run_seed(&original, seed, mutation);
+    let mut broken: Vec<&str> = Vec::new();
+    for v in &run.verdict.violations {
+        if !broken.contains(&v.invariant) {
+            broken.push(v.invariant);
+        }
+    }
+    let Some(&first) = broken.first() else {
+        return Err(format!(
+            "{} seed {seed}{with} breaks no invariant: nothing to shrink",
+            file.display()
+        ));
+    };
+    let invariant = invariant.unwrap_or(first);
+    if !broken.contains(&invariant) {
+        return Err(format!(
+            "{} seed {seed}{with} does not break {invariant} (it breaks {})",
+            file.display(),
+            broken.join(", ")
+        ));
+    }
+    println!(
+        "shrinking {} seed {seed}{with}, which breaks {invariant}",
+        file.display()
+    );
+    let started = std::time::Instant::now();
+    let shrunk = shrink(&original, seed, mutation, invariant);
+    if !shrunk.reproduced {
+        return Err(format!(
+            "{} seed {seed}{with} did not break {invariant} again",
+            file.display()
+        ));
+    }
+    for step in &shrunk.steps {
+        println!("  {step}");
+    }
+    let (path, text) = regression_file(file, &original, &shrunk, seed, mutation, invariant, out);
+    Scenario::parse(&path, &text).map_err(|e| format!("the shrunk scenario does not load: {e}"))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("before: {}", Size::of(&original));
+    println!(
+        "after:  {} ({} runs, {:.1} s)",
+        Size::of(&shrunk.scenario),
+        shrunk.runs,
+        started.elapsed().as_secs_f64()
+    );
+    println!("wrote {}", path.display());
+    println!("replay: {}", replay_command(&path, seed, mutation));
+    Ok(true)
 }

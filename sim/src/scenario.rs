@@ -235,6 +235,9 @@ pub struct Expect {
     pub lost_writes_max: Option<u64>,
     /// At least this many writes must have been quarantined over the run.
     pub quarantined_min: Option<u64>,
+    /// Effects the run must show (see `standby_sim::effects::EFFECTS`), e.g.
+    /// `["fenced-write-rejected"]`. Every declared fault must have some effect regardless.
+    pub effects: Vec<String>,
 }
 
 impl Default for Expect {
@@ -252,6 +255,7 @@ impl Default for Expect {
             failover_within_ms: 10_000,
             lost_writes_max: None,
             quarantined_min: None,
+            effects: Vec::new(),
         }
     }
 }
@@ -359,6 +363,15 @@ impl Scenario {
                 "workload",
                 "writes_per_s and keys_per_user must be positive".into(),
             );
+        }
+        for effect in &self.expect.effects {
+            if !crate::effects::EFFECTS.contains(&effect.as_str()) {
+                let known = crate::effects::EFFECTS.join(", ");
+                return bad(
+                    "expect.effects",
+                    format!("unknown effect `{effect}`; the effects are: {known}"),
+                );
+            }
         }
         for (i, fault) in self.faults.iter().enumerate() {
             self.validate_fault(fault)

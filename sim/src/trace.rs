@@ -508,5 +508,13 @@ fn describe_note(note: &Note) -> String {
             format!("cluster {cluster} recovered: rejoins as backup")
         }
         Note::PublishAcked { epoch } => format!("config center confirmed the configs of {epoch}"),
+        Note::NodeDeclared {
+            node,
+            available: false,
+        } => format!("{node} stopped answering heartbeats"),
+        Note::NodeDeclared {
+            node,
+            available: true,
+        } => format!("{node} answers heartbeats again"),
     }
 }

@@ -16,6 +16,8 @@ pub struct NodeView {
     /// The latest time, on the controller's clock, at which a lease it was granted may still
     /// be live. Zero when it holds none.
     pub lease_until: Time,
+    /// Whether the last evaluation found it unavailable.
+    pub down: bool,
 }
 
 impl NodeView {

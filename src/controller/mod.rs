@@ -69,6 +69,11 @@ pub struct Durable {
     /// Per shard, the primary's log position when it was promoted in `epoch`: the point up to
     /// which the backup's log is shared, and after which it is divergent.
     pub stop_points: BTreeMap<Shard, Lsn>,
+    /// Per shard, the most a stop point may be while the other cluster has not rejoined since
+    /// an earlier epoch: its log is shared with the primary's only up to the earliest stop
+    /// point since it last followed, however far the primary has since written.
+    #[serde(default)]
+    pub stop_caps: BTreeMap<Shard, Lsn>,
     /// Alarms not yet closed.
     pub open_alarms: BTreeMap<u64, Alarm>,
     /// The next alarm id.
@@ -146,6 +151,13 @@ pub enum Note {
         /// The epoch.
         epoch: Epoch,
     },
+    /// A node stopped answering heartbeats in time, or answered again.
+    NodeDeclared {
+        /// The node.
+        node: NodeId,
+        /// Whether it answers.
+        available: bool,
+    },
 }
 
 /// What the controller asks its driver to do.
@@ -206,6 +218,7 @@ impl Controller {
             primary: Cluster::A,
             backup_joined: true,
             stop_points: BTreeMap::new(),
+            stop_caps: BTreeMap::new(),
             open_alarms: BTreeMap::new(),
             next_alarm_id: 1,
             failing_over: false,
@@ -393,11 +406,23 @@ impl Controller {
         }
         let params = &params;
         let total = self.topology.nodes_per_cluster as usize;
-        let mut available = self
-            .topology
-            .nodes(cluster)
-            .filter(|n| self.nodes[n].available(now, started_at, params))
-            .count();
+        // The grace a node never heard from gets counts only while its cluster is presumed
+        // available: a failed cluster is declared recovered on real answers alone.
+        let failed = !self.health[&cluster].is_available();
+        let mut available = 0;
+        for node in self.topology.nodes(cluster) {
+            let view = self.nodes.get_mut(&node).expect("every node has a view");
+            let heard = view.last_ok_at.is_some() || !failed;
+            let up = heard && view.available(now, started_at, params);
+            available += up as usize;
+            if view.down == up {
+                view.down = !up;
+                self.actions.push_back(Action::Note(Note::NodeDeclared {
+                    node,
+                    available: up,
+                }));
+            }
+        }
         if crate::mutated!(self, RatioInclusive)
             && available as f64 / total as f64 == params.ratio_threshold
         {
@@ -561,6 +586,14 @@ impl Controller {
     /// nodes, rewrite every user's config and publish it (claims 2, 3).
     fn promote(&mut self, cluster: Cluster, resumed: bool, now: Time) {
         let changed_sides = cluster != self.durable.primary;
+        // A cluster that fails back, or resumes, may hold writes its peer never got.
+        self.clear_alarms(
+            cluster,
+            AlarmKind::PrimaryFailed,
+            Resolution::PrimaryResumed,
+            now,
+        );
+        self.carry_stop_points();
         let bump = !crate::mutated!(self, NoEpochBump) || self.durable.epoch == Epoch(0);
         if bump {
             self.durable.epoch = self.durable.epoch.next();
@@ -582,6 +615,20 @@ impl Controller {
         });
         self.publish(now);
         self.send_round(now);
+    }
+
+    /// Keeps the current stop points as caps for the next epoch when the other cluster has
+    /// not rejoined: its log and the primary's part at the earliest of them.
+    fn carry_stop_points(&mut self) {
+        let durable = &mut self.durable;
+        if durable.backup_joined {
+            durable.stop_caps.clear();
+            return;
+        }
+        for (&shard, &lsn) in &durable.stop_points {
+            let cap = durable.stop_caps.entry(shard).or_insert(lsn);
+            *cap = (*cap).min(lsn);
+        }
     }
 
     /// Claim 2 with [0046]'s mapping: every user of node `x/i` now uses `y/i`.
@@ -732,12 +779,11 @@ impl Controller {
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 self.durable.stop_points.entry(shard)
             {
-                slot.insert(report.epoch_start_lsn);
+                let cap = self.durable.stop_caps.get(&shard).copied();
+                let lsn = cap.map_or(report.epoch_start_lsn, |c| c.min(report.epoch_start_lsn));
+                slot.insert(lsn);
                 self.persist();
-                self.note(Note::StopPoint {
-                    shard,
-                    lsn: report.epoch_start_lsn,
-                });
+                self.note(Note::StopPoint { shard, lsn });
                 // A new primary may write only under a lease: grant it now rather than at the
                 // next round, so that users are not refused for a whole interval.
                 self.send_heartbeat(node, now);

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// Heartbeats in flight to one node at once: enough for a round trip of up to four heartbeat
+/// intervals (a timeout longer than that would be a strange setting).
+const HEARTBEAT_SLOTS: usize = 4;
+
 /// Where the controller's durable state lives.
 pub trait Store: Send + Sync {
     /// The last saved state, if any.
@@ -104,7 +108,12 @@ pub async fn run_controller(
     let peers: BTreeMap<NodeId, Arc<Peer>> = topology
         .addresses
         .iter()
-        .map(|(&node, address)| (node, Arc::new(Peer::new(address.clone()))))
+        .map(|(&node, address)| {
+            (
+                node,
+                Arc::new(Peer::with_slots(address.clone(), HEARTBEAT_SLOTS)),
+            )
+        })
         .collect();
     let center = Arc::new(Peer::new(config_center));
     let timeout = params.heartbeat_timeout();

@@ -1,4 +1,4 @@
-//! Request/response over one framed TCP connection per peer, with a deadline on every call.
+//! Request/response over framed TCP connections to a peer, with a deadline on every call.
 
 use crate::wire::{read_frame, write_frame, Message, WireError};
 use std::time::Duration;
@@ -11,7 +11,7 @@ pub enum RpcError {
     /// No answer before the deadline.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Another call to the same peer is still waiting for its answer.
+    /// Every connection to the peer is still waiting for an answer.
     #[error("a call to this peer is already in flight")]
     Busy,
     /// The connection failed or the answer was malformed.
@@ -19,20 +19,28 @@ pub enum RpcError {
     Wire(#[from] WireError),
 }
 
-/// A peer reached over a lazily opened, reused connection. Calls to one peer are serialised;
-/// a failed call drops the connection, and the next call opens a new one.
+/// A peer reached over a few lazily opened, reused connections (slots), one call in flight
+/// on each. A failed call drops its connection, and the next call on that slot opens a new
+/// one.
 #[derive(Debug)]
 pub struct Peer {
     address: String,
-    connection: Mutex<Option<TcpStream>>,
+    slots: Vec<Mutex<Option<TcpStream>>>,
 }
 
 impl Peer {
     /// A peer at `address` (not connected until the first call).
     pub fn new(address: impl Into<String>) -> Peer {
+        Peer::with_slots(address, 1)
+    }
+
+    /// A peer with `slots` connections, so that up to that many calls can be in flight at
+    /// once: heartbeats sent every interval keep flowing while the round trip is longer than
+    /// the interval (up to `slots` intervals).
+    pub fn with_slots(address: impl Into<String>, slots: usize) -> Peer {
         Peer {
             address: address.into(),
-            connection: Mutex::new(None),
+            slots: (0..slots.max(1)).map(|_| Mutex::new(None)).collect(),
         }
     }
 
@@ -42,12 +50,12 @@ impl Peer {
     }
 
     /// Sends `request` and waits for one answer, within `deadline`. One call is in flight
-    /// per peer at a time: a call made while another is waiting fails at once with
+    /// per slot: a call made while every slot is waiting fails at once with
     /// [`RpcError::Busy`] (for a heartbeat, as good as a lost one). A call that fails or
     /// times out drops the connection, so that a late answer is never taken for the next
     /// call's, and a connection stuck behind a partition is not reused after it heals.
     pub async fn call(&self, request: &Message, deadline: Duration) -> Result<Message, RpcError> {
-        let Ok(mut connection) = self.connection.try_lock() else {
+        let Some(mut connection) = self.slots.iter().find_map(|slot| slot.try_lock().ok()) else {
             return Err(RpcError::Busy);
         };
         let result = tokio::time::timeout(deadline, self.exchange(&mut connection, request)).await;

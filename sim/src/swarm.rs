@@ -1,0 +1,504 @@
+//! Swarm testing: one seed derives every option of its run (topology, controller parameters,
+//! replication mode, workload, network and a fault schedule that heals), so that a campaign
+//! over many seeds explores combinations no hand-written scenario names.
+//!
+//! The options come from a small local generator (SplitMix64 seeded by the seed), never from
+//! `thread_rng` or the wall clock: the same seed always gives the same scenario, on every
+//! machine and build. The run itself then uses the same seed for madsim, so `(seed)` alone
+//! reproduces everything: `cargo sim replay --swarm --seed S`.
+//!
+//! Every generated scenario has three phases: a calm start (the first fault starts no earlier
+//! than [`FAULT_START_MS`]), a fault window in which 1 to 5 faults start, each healing after
+//! 100 ms to 15 s (a controller crash: at most one, up to 5 s), and a quiet period of [`QUIET_MS`] after the last heal, in which the run
+//! must converge (the liveness phase).
+
+use crate::campaign::{run_seed, SeedRun};
+use crate::check::Violation;
+use crate::scenario::{
+    Expect, Fault, FaultKind, NetworkSpec, ReplicationSpec, Scenario, TopologySpec, WorkloadSpec,
+};
+use serde::Serialize;
+use standby::controller::Mutation;
+use standby::params::Params;
+use standby::service::node::ReplicationMode;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// The earliest start of any fault, in ms: the world settles first.
+pub const FAULT_START_MS: u64 = 5_000;
+
+/// How long the run goes on after the last heal, in ms: everything has healed, and the run
+/// must converge in this time.
+pub const QUIET_MS: u64 = 20_000;
+
+/// The longest a `controller-crash` lasts, in ms, and a run has at most one.
+///
+/// There is one controller (a documented limitation): while it is down nothing is detected,
+/// and the `liveness` checker requires a failover within `failover_within_ms` (10 s) of any
+/// lasting primary failure. A controller down for longer than that bound, less the time it
+/// needs once back (the lease wait after a restart, a heartbeat timeout and the debounce:
+/// about 2 s at most with the generated parameters), fails that check whatever it does. Down
+/// for at most 5 s, it can always make the deadline.
+pub const CONTROLLER_DOWN_MAX_MS: u64 = 5_000;
+
+/// Swarm seeds run by `cargo sim swarm` unless told otherwise.
+pub const DEFAULT_SWARM_SEEDS: u64 = 100;
+
+/// The scenario of swarm seed `seed`, named `swarm-<seed>`, checked by the same validation
+/// as a scenario file: it is serialized to TOML and parsed back with [`Scenario::parse`], so
+/// the TOML printed for a failing seed is a valid scenario file too.
+///
+/// # Panics
+///
+/// If the generator made a scenario the loader refuses (a bug in this module).
+pub fn scenario(seed: u64) -> Scenario {
+    let generated = generate(seed);
+    let text = to_toml(&generated);
+    let file = format!("swarm-{seed}.toml");
+    Scenario::parse(Path::new(&file), &text)
+        .unwrap_or_else(|e| panic!("swarm seed {seed} generated an invalid scenario: {e}\n{text}"))
+}
+
+/// The scenario of swarm seed `seed` as generated, before validation. [`scenario`] is this,
+/// validated through its TOML.
+pub fn generate(seed: u64) -> Scenario {
+    let mut rng = SplitMix64(seed);
+    let nodes = rng.range(1, 7) as u16;
+    let users = rng.range(1, 20) as u32;
+
+    let interval = rng.range(50, 200);
+    let max_drift = rng.range(0, 20_000) as u32;
+    let controller = Params {
+        heartbeat_interval_ms: interval,
+        heartbeat_timeout_ms: rng.range(2 * interval, 4 * interval),
+        failure_rounds: rng.range(1, 2) as u32,
+        recovery_rounds: rng.range(3, 8) as u32,
+        lease_duration_ms: rng.range((3 * interval).div_ceil(2), 4 * interval),
+        max_clock_drift_ppm: max_drift,
+        ..Params::default()
+    };
+    let topology = TopologySpec {
+        nodes_per_cluster: nodes,
+        users,
+        clock_drift_ppm: rng.range(0, max_drift as u64) as u32,
+    };
+    let replication = ReplicationSpec {
+        mode: if rng.chance(1, 2) {
+            ReplicationMode::Sync
+        } else {
+            ReplicationMode::Async
+        },
+        ..ReplicationSpec::default()
+    };
+    let workload = WorkloadSpec {
+        writes_per_s: rng.range(2, 20) as u32,
+        ..WorkloadSpec::default()
+    };
+    let latency_cap = latency_cap(&controller);
+    let latency_min_ms = rng.range(1, 5);
+    let network = NetworkSpec {
+        latency_min_ms,
+        latency_max_ms: rng.range(latency_min_ms, latency_cap.min(60)),
+        // In tenths of a percent: 0.0 to 5.0.
+        packet_loss_percent: rng.range(0, 50) as f64 / 10.0,
+    };
+
+    let window = rng.range(10_000, 30_000);
+    let count = rng.range(1, 5);
+    let mut faults = Vec::new();
+    for _ in 0..count {
+        let mut kind = fault_kind(&mut rng, nodes, latency_cap);
+        let controller_down = |f: &Fault| f.kind == FaultKind::ControllerCrash;
+        while kind == FaultKind::ControllerCrash && faults.iter().any(controller_down) {
+            kind = fault_kind(&mut rng, nodes, latency_cap);
+        }
+        let at_ms = FAULT_START_MS + rng.range(0, window);
+        let duration_ms = match kind {
+            FaultKind::ControllerCrash => rng.range(100, CONTROLLER_DOWN_MAX_MS),
+            _ => rng.range(100, 15_000),
+        };
+        faults.push(Fault {
+            kind,
+            at_ms: Some(at_ms),
+            window_ms: None,
+            duration_ms: Some(duration_ms),
+        });
+    }
+    // In the order they start, for the reader (the schedule does not depend on it).
+    faults.sort_by_key(|f| f.at_ms);
+    let last_heal = (faults.iter())
+        .map(|f| f.at_ms.unwrap_or(0) + f.duration_ms.unwrap_or(0))
+        .max()
+        .unwrap_or(FAULT_START_MS);
+    Scenario {
+        name: format!("swarm-{seed}"),
+        duration_s: (last_heal + QUIET_MS).div_ceil(1000),
+        topology,
+        controller,
+        replication,
+        workload,
+        network,
+        expect: expect(&faults),
+        faults,
+        regression: None,
+    }
+}
+
+/// What a swarm run must show: the defaults (the run must converge; no failover count, no
+/// bound on detection or loss), with one adjustment. `users_converge_ms` (5 s by default)
+/// grows by the longest partition that cuts off the users or the config center: while users
+/// can reach neither the config center nor the new primary, nothing can tell them the new
+/// configuration, however well the controller does (the hand-written
+/// `controller-isolated-from-primary` scenario raises the bound for the same reason).
+pub fn expect(faults: &[Fault]) -> Expect {
+    let defaults = Expect::default();
+    let cuts_off_users = |f: &&Fault| match &f.kind {
+        FaultKind::Partition { from, to, .. } => {
+            (from.iter().chain(to)).any(|p| p == "users" || p == "config-center")
+        }
+        _ => false,
+    };
+    let longest = (faults.iter().filter(cuts_off_users))
+        .filter_map(|f| f.duration_ms)
+        .max()
+        .unwrap_or(0);
+    Expect {
+        users_converge_ms: defaults.users_converge_ms + longest,
+        ..defaults
+    }
+}
+
+/// The kinds of fault the swarm draws from. `wipe` is left out on purpose: the controller
+/// does not handle a wiped primary node (a documented limitation), so a wipe would report
+/// that known gap over and over.
+pub const FAULT_KINDS: [&str; 6] = [
+    "crash",
+    "partition",
+    "link-cut",
+    "packet-loss",
+    "latency",
+    "controller-crash",
+];
+
+/// The largest one-way latency, in ms, of the base network or of a latency fault: at most
+/// 150 ms, and small enough that a heartbeat's round trip (two one-way trips) fits in 80% of
+/// the heartbeat timeout.
+///
+/// Beyond that, every heartbeat is late, claim 4 calls every node unavailable, and the
+/// controller must declare the primary failed and fail over. The ground truth ignores latency
+/// (a documented limitation), so the `expectation` checker would count that as a false
+/// failover: an expectation no controller can meet, not a finding. Latency within the
+/// envelope still tests the debounce and the timeout against jitter.
+pub fn latency_cap(controller: &Params) -> u64 {
+    (controller.heartbeat_timeout_ms * 2 / 5).min(150)
+}
+
+fn fault_kind(rng: &mut SplitMix64, nodes: u16, latency_cap: u64) -> FaultKind {
+    let cluster = |rng: &mut SplitMix64| if rng.chance(1, 2) { "a" } else { "b" };
+    match *rng.pick(&FAULT_KINDS) {
+        "crash" => {
+            let c = cluster(rng);
+            let nodes = if rng.chance(1, 4) {
+                vec![c.to_owned()]
+            } else {
+                let k = rng.range(1, nodes as u64);
+                let chosen = rng.subset(nodes as u64, k);
+                chosen.iter().map(|i| format!("{c}/{i}")).collect()
+            };
+            FaultKind::Crash { nodes }
+        }
+        "partition" => {
+            let mut from: Vec<SwarmParty> = Vec::new();
+            let mut to: Vec<SwarmParty> = Vec::new();
+            let (from_count, to_count) = (rng.range(1, 2), rng.range(1, 3));
+            while from.len() < from_count as usize {
+                let party = SwarmParty::draw(rng, nodes);
+                if from.iter().all(|p| !p.overlaps(&party)) {
+                    from.push(party);
+                }
+            }
+            // The sides are disjoint. The draws are bounded, so a generator bug cannot hang.
+            let mut tries = 0;
+            while to.len() < to_count as usize && tries < 100 {
+                tries += 1;
+                let party = SwarmParty::draw(rng, nodes);
+                if from.iter().chain(&to).all(|p| !p.overlaps(&party)) {
+                    to.push(party);
+                }
+            }
+            if to.is_empty() {
+                // Never in practice: `from` holds at most two parties, so one of these three
+                // is always free.
+                let free = [
+                    SwarmParty::Controller,
+                    SwarmParty::ConfigCenter,
+                    SwarmParty::Users,
+                ];
+                to.extend(free.into_iter().find(|p| !from.contains(p)));
+            }
+            FaultKind::Partition {
+                from: from.iter().map(SwarmParty::name).collect(),
+                to: to.iter().map(SwarmParty::name).collect(),
+                one_way: rng.chance(1, 3),
+            }
+        }
+        "link-cut" => {
+            let shards = if rng.chance(1, 3) {
+                Vec::new() // every shard
+            } else {
+                let k = rng.range(1, nodes as u64);
+                (rng.subset(nodes as u64, k).into_iter())
+                    .map(|s| s as u16)
+                    .collect()
+            };
+            FaultKind::LinkCut { shards }
+        }
+        // In tenths of a percent: 0.1 to 10.0.
+        "packet-loss" => FaultKind::PacketLoss {
+            percent: rng.range(1, 100) as f64 / 10.0,
+        },
+        "latency" => {
+            let max_ms = rng.range(10, latency_cap);
+            FaultKind::Latency {
+                min_ms: rng.range(1, max_ms),
+                max_ms,
+            }
+        }
+        _ => FaultKind::ControllerCrash,
+    }
+}
+
+/// A party a generated partition names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SwarmParty {
+    Controller,
+    ConfigCenter,
+    Users,
+    /// `a` (0) or `b` (1).
+    Cluster(u8),
+    /// `a/i` or `b/i`.
+    Node(u8, u16),
+}
+
+impl SwarmParty {
+    fn draw(rng: &mut SplitMix64, nodes: u16) -> SwarmParty {
+        match rng.range(0, 5) {
+            0 => SwarmParty::Controller,
+            1 => SwarmParty::ConfigCenter,
+            2 => SwarmParty::Users,
+            3 => SwarmParty::Cluster(rng.range(0, 1) as u8),
+            _ => SwarmParty::Node(rng.range(0, 1) as u8, rng.range(0, nodes as u64 - 1) as u16),
+        }
+    }
+
+    /// Whether the two name a party in common (a cluster and one of its nodes do).
+    fn overlaps(&self, other: &SwarmParty) -> bool {
+        use SwarmParty::{Cluster, Node};
+        match (*self, *other) {
+            (Cluster(c), Node(d, _)) | (Node(d, _), Cluster(c)) => c == d,
+            (x, y) => x == y,
+        }
+    }
+
+    fn name(&self) -> String {
+        let cluster = |c: u8| if c == 0 { "a" } else { "b" };
+        match *self {
+            SwarmParty::Controller => "controller".into(),
+            SwarmParty::ConfigCenter => "config-center".into(),
+            SwarmParty::Users => "users".into(),
+            SwarmParty::Cluster(c) => cluster(c).into(),
+            SwarmParty::Node(c, i) => format!("{}/{i}", cluster(c)),
+        }
+    }
+}
+
+/// The scenario as a scenario file's TOML.
+pub fn to_toml(scenario: &Scenario) -> String {
+    toml::to_string(scenario).expect("a scenario serializes to TOML")
+}
+
+/// The command that replays swarm seed `seed` with `mutation`.
+pub fn swarm_replay_command(seed: u64, mutation: Mutation) -> String {
+    let mutant = match mutation {
+        Mutation::None => String::new(),
+        mutant => format!(" --mutant {}", mutant.name()),
+    };
+    format!("cargo sim replay --swarm --seed {seed}{mutant}")
+}
+
+/// The phase of a run a violation belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Something that must never happen, at any time, whatever the faults.
+    Safety,
+    /// Something that must happen once the faults heal (or within a bound of a failure).
+    Liveness,
+}
+
+/// The phase of a violation of `invariant`, or `None` for one a swarm run does not count.
+///
+/// The `expectation` checker counts as liveness in a swarm run. A swarm scenario expects
+/// nothing but convergence, so the only expectation it can break is "no false failovers".
+/// That is not a safety matter: the controller may legitimately fail over a primary the
+/// ground truth calls available, because the truth ignores latency and packet loss, which
+/// can make every heartbeat late (partitions that isolate the controller from the primary,
+/// by contrast, the truth already counts as a failure). A false failover costs availability,
+/// never a write, so it is reported with the liveness failures.
+///
+/// `vacuity` (a fault with no observable effect) does not count: a hand-written scenario's
+/// fault that changes nothing tests nothing, but a swarm draws its faults blindly, and a
+/// partition between two parties that never talk, or a link cut while nothing is written, is
+/// a fair draw, not a failure.
+///
+/// A run that panicked (a broken assertion, or a world stuck past its time limit), and any
+/// invariant not named here, counts as safety: nothing says it was harmless.
+pub fn phase(invariant: &str) -> Option<Phase> {
+    match invariant {
+        "convergence" | "users-converge" | "liveness" | "expectation" => Some(Phase::Liveness),
+        "vacuity" => None,
+        _ => Some(Phase::Safety),
+    }
+}
+
+/// Whether a swarm run failed: it broke an invariant that counts (see [`phase`]).
+pub fn failed(run: &SeedRun) -> bool {
+    (run.verdict.violations.iter()).any(|v| phase(v.invariant).is_some())
+}
+
+/// Runs swarm seeds `seeds` on `jobs` threads, each seed with its own scenario and runtime,
+/// and returns the runs in seed order (so the output does not depend on the thread count).
+/// `done` is called as each run finishes.
+pub fn run_swarm(
+    seeds: &[u64],
+    mutation: Mutation,
+    jobs: usize,
+    done: &(dyn Fn(&SeedRun) + Sync),
+) -> Vec<SeedRun> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<SeedRun>>> = Mutex::new(vec![None; seeds.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, seeds.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { return };
+                let run = run_seed(&scenario(seed), seed, mutation);
+                done(&run);
+                results.lock().expect("results")[i] = Some(run);
+            });
+        }
+    });
+    (results.into_inner().expect("results").into_iter())
+        .map(|r| r.expect("every seed ran"))
+        .collect()
+}
+
+/// A failed swarm seed in one phase, with every option of its run and the replay command.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmFailure {
+    /// The seed.
+    pub seed: u64,
+    /// The phase whose invariants it broke.
+    pub phase: Phase,
+    /// The first violated invariant of that phase.
+    pub invariant: String,
+    /// Every violation of that phase, joined.
+    pub message: String,
+    /// The one command that reproduces it.
+    pub replay: String,
+    /// The generated scenario, as a scenario file.
+    pub scenario_toml: String,
+}
+
+/// A swarm campaign's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwarmSummary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Seeds with a safety violation.
+    pub safety_failures: u64,
+    /// Seeds with a liveness violation (a seed may count in both).
+    pub liveness_failures: u64,
+    /// Per failed seed and phase (safety first), in seed order.
+    pub failures: Vec<SwarmFailure>,
+}
+
+/// Splits each run's violations into safety and liveness, and summarises.
+pub fn summarise(runs: &[SeedRun], mutation: Mutation) -> SwarmSummary {
+    let mut summary = SwarmSummary {
+        seeds: runs.len() as u64,
+        safety_failures: 0,
+        liveness_failures: 0,
+        failures: Vec::new(),
+    };
+    for run in runs {
+        for wanted in [Phase::Safety, Phase::Liveness] {
+            let broken: Vec<&Violation> = (run.verdict.violations.iter())
+                .filter(|v| phase(v.invariant) == Some(wanted))
+                .collect();
+            let Some(first) = broken.first() else {
+                continue;
+            };
+            match wanted {
+                Phase::Safety => summary.safety_failures += 1,
+                Phase::Liveness => summary.liveness_failures += 1,
+            }
+            let message = (broken.iter())
+                .map(|v| format!("[{}] {}", v.invariant, v.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            summary.failures.push(SwarmFailure {
+                seed: run.seed,
+                phase: wanted,
+                invariant: first.invariant.to_owned(),
+                message,
+                replay: swarm_replay_command(run.seed, mutation),
+                scenario_toml: to_toml(&scenario(run.seed)),
+            });
+        }
+    }
+    summary
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to draw options. Local,
+/// so that a seed's scenario never depends on another crate's version.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi` (multiply-shift; the bias is below 2^-50 for these spans).
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        assert!(lo <= hi, "empty range {lo}..={hi}");
+        let span = (hi - lo) as u128 + 1;
+        lo + ((self.next() as u128 * span) >> 64) as u64
+    }
+
+    /// True with probability `num / den`.
+    fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.range(0, den - 1) < num
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.range(0, items.len() as u64 - 1) as usize]
+    }
+
+    /// `k` distinct numbers of `0..n`, sorted (a partial Fisher-Yates shuffle).
+    fn subset(&mut self, n: u64, k: u64) -> Vec<u64> {
+        let mut all: Vec<u64> = (0..n).collect();
+        for i in 0..k.min(n) as usize {
+            let j = self.range(i as u64, n - 1) as usize;
+            all.swap(i, j);
+        }
+        let mut chosen = all[..k.min(n) as usize].to_vec();
+        chosen.sort_unstable();
+        chosen
+    }
+}

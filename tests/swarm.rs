@@ -1,0 +1,357 @@
+//! Swarm testing (`cargo sim swarm`): one seed derives every option of its run. The
+//! generator is deterministic, varies every option, makes only valid scenarios whose TOML is
+//! a scenario file, and a small swarm campaign runs clean.
+
+use standby::controller::Mutation;
+use standby::service::node::ReplicationMode;
+use standby_sim::campaign::run_seed;
+use standby_sim::check::CHECKERS;
+use standby_sim::scenario::{Expect, FaultKind, Scenario};
+use standby_sim::swarm::{
+    self, failed, phase, run_swarm, swarm_replay_command, Phase, FAULT_KINDS, FAULT_START_MS,
+    QUIET_MS,
+};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn kind_name(kind: &FaultKind) -> &'static str {
+    match kind {
+        FaultKind::Crash { .. } => "crash",
+        FaultKind::Wipe { .. } => "wipe",
+        FaultKind::Partition { .. } => "partition",
+        FaultKind::LinkCut { .. } => "link-cut",
+        FaultKind::PacketLoss { .. } => "packet-loss",
+        FaultKind::Latency { .. } => "latency",
+        FaultKind::ControllerCrash => "controller-crash",
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_scenario() {
+    for seed in [1, 2, 42, 1000, u64::MAX] {
+        assert_eq!(swarm::scenario(seed), swarm::scenario(seed), "seed {seed}");
+        assert_eq!(swarm::generate(seed), swarm::generate(seed), "seed {seed}");
+        assert_eq!(
+            swarm::to_toml(&swarm::scenario(seed)),
+            swarm::to_toml(&swarm::scenario(seed))
+        );
+    }
+    assert_eq!(swarm::scenario(7).name, "swarm-7");
+}
+
+#[test]
+fn different_seeds_give_different_scenarios() {
+    let mut seen = BTreeSet::new();
+    for seed in 1..=200 {
+        let mut scenario = swarm::scenario(seed);
+        scenario.name.clear(); // The name alone would make them differ.
+        assert!(
+            seen.insert(swarm::to_toml(&scenario)),
+            "seed {seed} repeats an earlier seed's scenario"
+        );
+    }
+}
+
+#[test]
+fn every_option_varies_over_200_seeds() {
+    let scenarios: Vec<Scenario> = (1..=200).map(swarm::scenario).collect();
+    let distinct =
+        |f: &dyn Fn(&Scenario) -> u64| -> BTreeSet<u64> { scenarios.iter().map(f).collect() };
+    let all = |lo: u64, hi: u64| (lo..=hi).collect::<BTreeSet<u64>>();
+
+    assert_eq!(
+        distinct(&|s| s.topology.nodes_per_cluster as u64),
+        all(1, 7)
+    );
+    assert!(distinct(&|s| s.topology.users as u64).len() >= 15);
+    assert!(distinct(&|s| s.topology.users as u64).is_subset(&all(1, 20)));
+    let interval = distinct(&|s| s.controller.heartbeat_interval_ms);
+    assert!(interval.len() >= 50 && interval.is_subset(&all(50, 200)));
+    assert!(distinct(&|s| s.controller.heartbeat_timeout_ms).len() >= 50);
+    assert_eq!(distinct(&|s| s.controller.failure_rounds as u64), all(1, 2));
+    assert_eq!(
+        distinct(&|s| s.controller.recovery_rounds as u64),
+        all(3, 8)
+    );
+    assert!(distinct(&|s| s.controller.lease_duration_ms).len() >= 50);
+    assert!(distinct(&|s| s.controller.max_clock_drift_ppm as u64).len() >= 50);
+    assert!(distinct(&|s| s.topology.clock_drift_ppm as u64).len() >= 50);
+    assert_eq!(
+        distinct(&|s| (s.replication.mode == ReplicationMode::Sync) as u64),
+        all(0, 1),
+        "both replication modes"
+    );
+    assert!(distinct(&|s| s.workload.writes_per_s as u64).len() >= 15);
+    assert_eq!(distinct(&|s| s.network.latency_min_ms), all(1, 5));
+    assert!(distinct(&|s| s.network.latency_max_ms).len() >= 30);
+    assert!(distinct(&|s| (s.network.packet_loss_percent * 10.0) as u64).len() >= 30);
+    assert_eq!(distinct(&|s| s.faults.len() as u64), all(1, 5));
+    assert!(distinct(&|s| s.duration_s).len() >= 20);
+
+    let faults: Vec<&FaultKind> = scenarios
+        .iter()
+        .flat_map(|s| &s.faults)
+        .map(|f| &f.kind)
+        .collect();
+    let kinds: BTreeSet<&str> = faults.iter().map(|k| kind_name(k)).collect();
+    assert_eq!(
+        kinds,
+        FAULT_KINDS.into_iter().collect(),
+        "every fault kind, and no wipe"
+    );
+    let mut shapes = BTreeSet::new();
+    for kind in &faults {
+        match kind {
+            FaultKind::Crash { nodes } if nodes.iter().any(|n| !n.contains('/')) => {
+                shapes.insert("crash: a whole cluster");
+            }
+            FaultKind::Crash { .. } => {
+                shapes.insert("crash: some nodes");
+            }
+            FaultKind::Partition { from, to, one_way } => {
+                shapes.insert(if *one_way {
+                    "partition: one way"
+                } else {
+                    "partition: both ways"
+                });
+                for party in from.iter().chain(to) {
+                    shapes.insert(match party.as_str() {
+                        "controller" => "party: controller",
+                        "config-center" => "party: config-center",
+                        "users" => "party: users",
+                        "a" | "b" => "party: a cluster",
+                        _ => "party: a node",
+                    });
+                }
+            }
+            FaultKind::LinkCut { shards } if shards.is_empty() => {
+                shapes.insert("link-cut: every shard");
+            }
+            FaultKind::LinkCut { .. } => {
+                shapes.insert("link-cut: some shards");
+            }
+            _ => {}
+        }
+    }
+    for shape in [
+        "crash: a whole cluster",
+        "crash: some nodes",
+        "partition: one way",
+        "partition: both ways",
+        "party: controller",
+        "party: config-center",
+        "party: users",
+        "party: a cluster",
+        "party: a node",
+        "link-cut: every shard",
+        "link-cut: some shards",
+    ] {
+        assert!(shapes.contains(shape), "never drew {shape}");
+    }
+}
+
+#[test]
+fn every_option_stays_in_its_range() {
+    for seed in 1..=500 {
+        let s = swarm::scenario(seed);
+        let c = &s.controller;
+        let i = c.heartbeat_interval_ms;
+        let context = format!("seed {seed}:\n{}", swarm::to_toml(&s));
+        assert!((50..=200).contains(&i), "{context}");
+        assert!(
+            (2 * i..=4 * i).contains(&c.heartbeat_timeout_ms),
+            "{context}"
+        );
+        assert!(
+            2 * c.lease_duration_ms >= 3 * i && c.lease_duration_ms <= 4 * i,
+            "{context}"
+        );
+        assert!(c.max_clock_drift_ppm <= 20_000, "{context}");
+        assert!(
+            s.topology.clock_drift_ppm <= c.max_clock_drift_ppm,
+            "{context}"
+        );
+        assert!((2..=20).contains(&s.workload.writes_per_s), "{context}");
+        let cap = swarm::latency_cap(c);
+        assert!(s.network.latency_max_ms <= 60.min(cap), "{context}");
+        assert!(
+            (0.0..=5.0).contains(&s.network.packet_loss_percent),
+            "{context}"
+        );
+        let window = FAULT_START_MS..=FAULT_START_MS + 30_000;
+        let mut last_heal = 0;
+        for f in &s.faults {
+            let (at, d) = (
+                f.at_ms.expect("at_ms"),
+                f.duration_ms.expect("every fault heals"),
+            );
+            assert!(window.contains(&at) && f.window_ms.is_none(), "{context}");
+            assert!((100..=15_000).contains(&d), "{context}");
+            last_heal = last_heal.max(at + d);
+            match &f.kind {
+                FaultKind::PacketLoss { percent } => assert!(*percent <= 10.0, "{context}"),
+                FaultKind::Latency { max_ms, .. } => assert!(*max_ms <= 150.min(cap), "{context}"),
+                FaultKind::Partition { from, to, .. } => {
+                    assert!(!from.is_empty() && !to.is_empty(), "{context}");
+                    for x in from {
+                        for y in to {
+                            let overlap = x == y
+                                || y.starts_with(&format!("{x}/"))
+                                || x.starts_with(&format!("{y}/"));
+                            assert!(!overlap, "{x} is on both sides: {context}");
+                        }
+                    }
+                }
+                FaultKind::Wipe { .. } => panic!("a wipe: {context}"),
+                _ => {}
+            }
+        }
+        let controller_crashes: Vec<u64> = (s.faults.iter())
+            .filter(|f| f.kind == FaultKind::ControllerCrash)
+            .map(|f| f.duration_ms.expect("heals"))
+            .collect();
+        assert!(controller_crashes.len() <= 1, "{context}");
+        assert!(controller_crashes.iter().all(|&d| d <= 5_000), "{context}");
+        // The quiet period: everything has healed at least 20 s before the end.
+        assert!(last_heal + QUIET_MS <= s.duration_s * 1000, "{context}");
+        assert!(
+            last_heal + QUIET_MS > (s.duration_s - 1) * 1000,
+            "{context}"
+        );
+        let expect = Expect {
+            users_converge_ms: s.expect.users_converge_ms,
+            ..Expect::default()
+        };
+        assert_eq!(
+            s.expect, expect,
+            "only users_converge_ms differs: {context}"
+        );
+        assert!(s.expect.users_converge_ms >= 5_000 && s.expect.users_converge_ms <= 20_000);
+        assert!(s.expect.converge);
+        assert_eq!(s.regression, None);
+    }
+}
+
+#[test]
+fn every_generated_scenario_for_seeds_1_to_500_validates() {
+    for seed in 1..=500 {
+        let generated = swarm::generate(seed);
+        let text = toml::to_string(&generated).expect("serializes");
+        let file = format!("swarm-{seed}.toml");
+        if let Err(e) = Scenario::parse(Path::new(&file), &text) {
+            panic!("seed {seed}: {e}\n{text}");
+        }
+        generated
+            .controller
+            .validate()
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+#[test]
+fn the_toml_round_trip_gives_the_same_scenario() {
+    for seed in 1..=200 {
+        let generated = swarm::generate(seed);
+        let text = toml::to_string(&generated).expect("serializes");
+        // Parsed under another file name: the name comes from the TOML, not the file.
+        let parsed = Scenario::parse(Path::new("elsewhere.toml"), &text)
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+        assert_eq!(parsed, generated, "seed {seed}:\n{text}");
+        assert_eq!(swarm::scenario(seed), generated, "seed {seed}");
+        assert_eq!(swarm::to_toml(&parsed), text, "seed {seed}");
+    }
+}
+
+#[test]
+fn the_printed_toml_reproduces_the_run() {
+    let seed = 3;
+    let text = swarm::to_toml(&swarm::scenario(seed));
+    let from_file = Scenario::parse(Path::new("saved.toml"), &text).expect("valid");
+    let a = run_seed(&swarm::scenario(seed), seed, Mutation::None);
+    let b = run_seed(&from_file, seed, Mutation::None);
+    assert_ne!(a.trace_hash, 0);
+    assert_eq!(a.trace_hash, b.trace_hash);
+}
+
+#[test]
+fn violations_are_split_into_safety_and_liveness() {
+    for invariant in [
+        "single-writer",
+        "epochs-monotonic",
+        "durability",
+        "accounted-loss",
+        "panic",
+    ] {
+        assert_eq!(phase(invariant), Some(Phase::Safety), "{invariant}");
+    }
+    for invariant in ["convergence", "users-converge", "liveness", "expectation"] {
+        assert_eq!(phase(invariant), Some(Phase::Liveness), "{invariant}");
+    }
+    assert_eq!(phase("vacuity"), None);
+    for checker in CHECKERS {
+        if checker != "vacuity" {
+            assert!(phase(checker).is_some(), "{checker} must count");
+        }
+    }
+}
+
+#[test]
+fn the_replay_command_names_the_swarm_seed() {
+    assert_eq!(
+        swarm_replay_command(17, Mutation::None),
+        "cargo sim replay --swarm --seed 17"
+    );
+    assert_eq!(
+        swarm_replay_command(17, Mutation::NoFencing),
+        "cargo sim replay --swarm --seed 17 --mutant no-fencing"
+    );
+}
+
+#[test]
+fn a_small_swarm_campaign_runs_clean() {
+    let seeds: Vec<u64> = (1..=24).collect();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = run_swarm(&seeds, Mutation::None, jobs, &|_| {});
+    assert_eq!(runs.iter().map(|r| r.seed).collect::<Vec<_>>(), seeds);
+    let summary = swarm::summarise(&runs, Mutation::None);
+    let report: Vec<String> = (summary.failures.iter())
+        .map(|f| {
+            format!(
+                "swarm seed {} ({:?}): {}\n  replay: {}\n{}",
+                f.seed, f.phase, f.message, f.replay, f.scenario_toml
+            )
+        })
+        .collect();
+    assert!(
+        runs.iter().all(|r| !failed(r)) && summary.failures.is_empty(),
+        "{} safety and {} liveness failures:\n{}",
+        summary.safety_failures,
+        summary.liveness_failures,
+        report.join("\n")
+    );
+}
+
+#[test]
+fn a_swarm_catches_mutants_in_the_right_phase() {
+    let seeds: Vec<u64> = (1..=24).collect();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let caught = |mutation: Mutation, wanted: Phase| {
+        let runs = run_swarm(&seeds, mutation, jobs, &|_| {});
+        let summary = swarm::summarise(&runs, mutation);
+        let failure = (summary.failures.iter())
+            .find(|f| f.phase == wanted)
+            .unwrap_or_else(|| panic!("{} survived 24 swarm seeds", mutation.name()));
+        assert!(failure
+            .replay
+            .ends_with(&format!("--mutant {}", mutation.name())));
+        failure.invariant.clone()
+    };
+    // Forgetting the durable epoch on restart lowers epochs: a safety failure.
+    assert_eq!(
+        caught(Mutation::ForgetEpoch, Phase::Safety),
+        "epochs-monotonic"
+    );
+    // Publishing in the old epoch leaves users and nodes behind: a liveness failure.
+    let invariant = caught(Mutation::NoEpochBump, Phase::Liveness);
+    assert_eq!(phase(&invariant), Some(Phase::Liveness));
+}
