@@ -311,7 +311,7 @@ fn the_replay_command_names_the_swarm_seed() {
 fn a_small_swarm_campaign_runs_clean() {
     let seeds: Vec<u64> = (1..=24).collect();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runs = run_swarm(&seeds, Mutation::None, jobs, &|_| {});
+    let runs = run_swarm(&seeds, Mutation::None, jobs, false, &|_| {});
     assert_eq!(runs.iter().map(|r| r.seed).collect::<Vec<_>>(), seeds);
     let summary = swarm::summarise(&runs, Mutation::None);
     let report: Vec<String> = (summary.failures.iter())
@@ -336,7 +336,7 @@ fn a_swarm_catches_mutants_in_the_right_phase() {
     let seeds: Vec<u64> = (1..=24).collect();
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let caught = |mutation: Mutation, wanted: Phase| {
-        let runs = run_swarm(&seeds, mutation, jobs, &|_| {});
+        let runs = run_swarm(&seeds, mutation, jobs, false, &|_| {});
         let summary = swarm::summarise(&runs, mutation);
         let failure = (summary.failures.iter())
             .find(|f| f.phase == wanted)

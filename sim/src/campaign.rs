@@ -213,6 +213,19 @@ pub fn run_seeds_with(
     twice: bool,
     done: &(dyn Fn(&SeedRun) + Sync),
 ) -> Vec<SeedRun> {
+    run_parallel(seeds, jobs, done, &|seed| {
+        run_seed_with(scenario, seed, mutation, twice)
+    })
+}
+
+/// Runs `run` for every seed on `jobs` threads and returns the results in seed order (so
+/// the output does not depend on the thread count). `done` is called as each finishes.
+pub fn run_parallel(
+    seeds: &[u64],
+    jobs: usize,
+    done: &(dyn Fn(&SeedRun) + Sync),
+    run: &(dyn Fn(u64) -> SeedRun + Sync),
+) -> Vec<SeedRun> {
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<SeedRun>>> = Mutex::new(vec![None; seeds.len()]);
     std::thread::scope(|scope| {
@@ -220,9 +233,9 @@ pub fn run_seeds_with(
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&seed) = seeds.get(i) else { return };
-                let run = run_seed_with(scenario, seed, mutation, twice);
-                done(&run);
-                results.lock().expect("results")[i] = Some(run);
+                let result = run(seed);
+                done(&result);
+                results.lock().expect("results")[i] = Some(result);
             });
         }
     });

@@ -71,9 +71,13 @@ enum Command {
     },
     /// Shrink a failing seed to a minimal scenario that still breaks the same invariant
     /// (fewest faults, nodes and users, shortest run), and write it as a regression scenario.
+    #[command(group(clap::ArgGroup::new("shrunk").required(true).args(["file", "swarm"])))]
     Shrink {
-        /// The scenario file.
-        file: PathBuf,
+        /// The scenario file (or --swarm).
+        file: Option<PathBuf>,
+        /// Shrink swarm seed S (`cargo sim swarm`): the scenario the seed generates.
+        #[arg(long)]
+        swarm: bool,
         /// The failing seed.
         #[arg(long)]
         seed: u64,
@@ -125,6 +129,9 @@ enum Command {
         /// Run a deliberately broken controller.
         #[arg(long, value_parser = parse_mutant, default_value = "none")]
         mutant: Mutation,
+        /// Run every seed twice and fail on any difference between the two traces.
+        #[arg(long)]
+        check_determinism: bool,
     },
 }
 
@@ -182,11 +189,12 @@ fn main() -> ExitCode {
         }) => mutants(&scenarios, &seeds(n, None), json, &without, jobs),
         Some(Command::Shrink {
             file,
+            swarm: _,
             seed,
             mutant,
             invariant,
             out,
-        }) => shrink(&file, seed, mutant, invariant.as_deref(), &out),
+        }) => shrink(file.as_deref(), seed, mutant, invariant.as_deref(), &out),
         Some(Command::Replay {
             file,
             swarm: _,
@@ -207,7 +215,8 @@ fn main() -> ExitCode {
             seeds: n,
             json,
             mutant,
-        }) => swarm(&seeds(n, None), json, mutant, jobs),
+            check_determinism,
+        }) => swarm(&seeds(n, None), json, mutant, jobs, check_determinism),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
@@ -427,7 +436,16 @@ fn replay(
         std::fs::write(path, trace::to_jsonl(&out.events))
             .map_err(|e| format!("{}: cannot write the trace: {e}", path.display()))?;
     }
-    let verdict = check(&scenario, &out);
+    let mut verdict = check(&scenario, &out);
+    // Swarm faults are drawn at random and often harmless; the swarm does not judge them
+    // vacuous, and neither does its replay.
+    let swarm_run = file.is_none();
+    let vacuous_faults = (verdict.violations.iter())
+        .filter(|v| v.invariant == "vacuity")
+        .count();
+    if swarm_run {
+        verdict.violations.retain(|v| v.invariant != "vacuity");
+    }
     if let Some(path) = timeline_file {
         let hash = trace::hash(&out.events);
         let page = standby_sim::html::render(&scenario, seed, &out.events, &verdict, hash);
@@ -455,11 +473,7 @@ fn replay(
         };
         text += &format!("{:>12}{checker:<17} {status}\n", "");
     }
-    let vacuous = verdict
-        .violations
-        .iter()
-        .filter(|v| v.invariant == "vacuity")
-        .count();
+    let vacuous = if swarm_run { 0 } else { vacuous_faults };
     let effects: Vec<&str> = verdict.effects.run.iter().copied().collect();
     text += &match vacuous {
         0 => format!(
@@ -487,7 +501,13 @@ fn replay(
 /// Runs swarm seeds `seeds` (each its own generated scenario), and prints a summary with
 /// safety and liveness failures apart, and for each failing seed its generated scenario and
 /// replay command.
-fn swarm(seeds: &[u64], json: bool, mutation: Mutation, jobs: usize) -> Result<bool, String> {
+fn swarm(
+    seeds: &[u64],
+    json: bool,
+    mutation: Mutation,
+    jobs: usize,
+    twice: bool,
+) -> Result<bool, String> {
     let started = std::time::Instant::now();
     let progress = progress_bar(seeds.len() as u64, json);
     progress.set_message("swarm");
@@ -499,7 +519,7 @@ fn swarm(seeds: &[u64], json: bool, mutation: Mutation, jobs: usize) -> Result<b
         }
         progress.inc(1);
     };
-    let runs = swarm::run_swarm(seeds, mutation, jobs, &done);
+    let runs = swarm::run_swarm(seeds, mutation, jobs, twice, &done);
     progress.finish_and_clear();
     let summary = swarm::summarise(&runs, mutation);
     let clean = summary.failures.is_empty();
@@ -544,21 +564,29 @@ fn indent(text: &str, prefix: &str) -> String {
 /// scenario that still breaks `invariant` (default: the first one broken), and writes it under
 /// `out`.
 fn shrink(
-    file: &Path,
+    file: Option<&Path>,
     seed: u64,
     mutation: Mutation,
     invariant: Option<&str>,
     out: &Path,
 ) -> Result<bool, String> {
     use standby_sim::shrink::{regression_file, shrink, Size};
-    let original = Scenario::load(file).map_err(|e| e.to_string())?;
+    // A swarm seed's scenario is the one the seed generates; it is named after the seed.
+    let swarm_file = PathBuf::from(format!("swarm-{seed}.toml"));
+    let (file, original) = match file {
+        Some(file) => (file, Scenario::load(file).map_err(|e| e.to_string())?),
+        None => (swarm_file.as_path(), swarm::scenario(seed)),
+    };
     let with = match mutation {
         Mutation::None => String::new(),
         m => format!(" with mutant {}", m.name()),
     };
     let run = standby_sim::campaign::run_seed(&original, seed, mutation);
     let mut broken: Vec<&str> = Vec::new();
-    for v in &run.verdict.violations {
+    // The swarm does not judge its random faults vacuous; neither does its shrinking.
+    let judged =
+        (run.verdict.violations.iter()).filter(|v| v.invariant != "vacuity" || file != swarm_file);
+    for v in judged {
         if !broken.contains(&v.invariant) {
             broken.push(v.invariant);
         }

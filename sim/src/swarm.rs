@@ -12,7 +12,7 @@
 //! 100 ms to 15 s (a controller crash: at most one, up to 5 s), and a quiet period of [`QUIET_MS`] after the last heal, in which the run
 //! must converge (the liveness phase).
 
-use crate::campaign::{run_seed, SeedRun};
+use crate::campaign::{run_parallel, run_seed_with, SeedRun};
 use crate::check::Violation;
 use crate::scenario::{
     Expect, Fault, FaultKind, NetworkSpec, ReplicationSpec, Scenario, TopologySpec, WorkloadSpec,
@@ -22,8 +22,6 @@ use standby::controller::Mutation;
 use standby::params::Params;
 use standby::service::node::ReplicationMode;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// The earliest start of any fault, in ms: the world settles first.
 pub const FAULT_START_MS: u64 = 5_000;
@@ -374,24 +372,12 @@ pub fn run_swarm(
     seeds: &[u64],
     mutation: Mutation,
     jobs: usize,
+    twice: bool,
     done: &(dyn Fn(&SeedRun) + Sync),
 ) -> Vec<SeedRun> {
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<SeedRun>>> = Mutex::new(vec![None; seeds.len()]);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, seeds.len().max(1)) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else { return };
-                let run = run_seed(&scenario(seed), seed, mutation);
-                done(&run);
-                results.lock().expect("results")[i] = Some(run);
-            });
-        }
-    });
-    (results.into_inner().expect("results").into_iter())
-        .map(|r| r.expect("every seed ran"))
-        .collect()
+    run_parallel(seeds, jobs, done, &|seed| {
+        run_seed_with(&scenario(seed), seed, mutation, twice)
+    })
 }
 
 /// A failed swarm seed in one phase, with every option of its run and the replay command.
