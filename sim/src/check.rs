@@ -614,6 +614,10 @@ impl Checker<'_> {
                     && !second_alarms
                         .iter()
                         .any(|&(t, c)| c == other && t <= deadline)
+                    // A backup that came back soon enough to be promoted owed no alarm.
+                    && !promotions
+                        .iter()
+                        .any(|&(t, c)| c == other && t >= start && t <= deadline)
                 {
                     found.push(format!("primary {cluster} failed at {start} with {other} down too, and no second alarm for {other} was raised by {deadline}"));
                 }
