@@ -285,7 +285,7 @@ pub fn summarise(
 }
 
 /// How often each transition and effect happened over `runs`.
-fn coverage(runs: &[SeedRun]) -> BTreeMap<String, u64> {
+pub fn coverage(runs: &[SeedRun]) -> BTreeMap<String, u64> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for run in runs {
         let effects = &run.verdict.effects;

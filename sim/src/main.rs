@@ -328,8 +328,10 @@ fn mutants(
         let message: String = message.chars().take(300).collect();
         let replay = r.replay.as_deref().unwrap_or_default();
         println!(
-            "\n{} caught by {}: {message}\n  replay: {replay}",
-            r.mutant, r.invariant
+            "\n{} caught by {}: {message}\n  replay: {replay}\n  shrink: {}",
+            r.mutant,
+            r.invariant,
+            shrink_command(replay, &r.invariant)
         );
     }
     println!(
@@ -355,28 +357,45 @@ fn progress_bar(total: u64, json: bool) -> ProgressBar {
     bar
 }
 
+/// The command that shrinks the failure `replay` reproduces (same flags, same seed).
+fn shrink_command(replay: &str, invariant: &str) -> String {
+    let shrink = replay.replacen("cargo sim replay", "cargo sim shrink", 1);
+    format!("{shrink} --invariant {invariant}")
+}
+
 /// How often each controller transition and fault effect happened, and which never did.
 fn print_coverage(summaries: &[ScenarioSummary]) {
-    let mut total: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut total: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for summary in summaries {
         for (key, n) in &summary.coverage {
-            *total.entry(key.as_str()).or_default() += n;
+            *total.entry(key.clone()).or_default() += n;
         }
     }
+    print!("{}", coverage_text(&total));
+}
+
+/// The coverage report: every transition and effect with its count, then those never seen.
+fn coverage_text(total: &std::collections::BTreeMap<String, u64>) -> String {
+    let count = |k: &str| total.get(k).copied().unwrap_or(0);
     let line = |keys: &[&str]| {
         (keys.iter())
-            .map(|k| format!("{k} {}", total.get(k).copied().unwrap_or(0)))
+            .map(|k| format!("{k} {}", count(k)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("\ncoverage, over every seed:");
-    println!("  transitions: {}", line(&TRANSITIONS));
-    println!("  effects (runs showing it): {}", line(&EFFECTS));
-    let never = never_reached(summaries);
-    match never.is_empty() {
-        true => println!("  never reached: none"),
-        false => println!("  never reached: {}", never.join(", ")),
-    }
+    let never: Vec<&str> = (TRANSITIONS.iter().chain(EFFECTS.iter()))
+        .copied()
+        .filter(|k| count(k) == 0)
+        .collect();
+    let never = match never.is_empty() {
+        true => "none".to_owned(),
+        false => never.join(", "),
+    };
+    format!(
+        "\ncoverage, over every seed:\n  transitions: {}\n  effects (runs showing it): {}\n  never reached: {never}\n",
+        line(&TRANSITIONS),
+        line(&EFFECTS)
+    )
 }
 
 fn print_table(summaries: &[ScenarioSummary]) {
@@ -408,8 +427,13 @@ fn print_table(summaries: &[ScenarioSummary]) {
     for s in summaries {
         for f in &s.failures {
             println!(
-                "\nFAILED {} seed {}: [{}] {}\n  replay: {}",
-                s.name, f.seed, f.invariant, f.message, f.replay
+                "\nFAILED {} seed {}: [{}] {}\n  replay: {}\n  shrink: {}",
+                s.name,
+                f.seed,
+                f.invariant,
+                f.message,
+                f.replay,
+                shrink_command(&f.replay, &f.invariant)
             );
         }
     }
@@ -541,7 +565,9 @@ fn swarm(
             text += &format!("  scenario:\n{}", indent(&f.scenario_toml, "    "));
         }
         text += &format!("  replay: {}\n", f.replay);
+        text += &format!("  shrink: {}\n", shrink_command(&f.replay, &f.invariant));
     }
+    text += &coverage_text(&standby_sim::campaign::coverage(&runs));
     let failed_seeds = runs.iter().filter(|r| swarm::failed(r)).count();
     text += &format!(
         "\nswarm: {} seeds, {} passed, {} safety failures, {} liveness failures, {:.1} s\n",
