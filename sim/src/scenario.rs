@@ -41,6 +41,27 @@ pub struct Scenario {
     pub regression: Option<Regression>,
 }
 
+impl FaultKind {
+    /// The fault in a few words, for traces and reports.
+    pub fn describe(&self) -> String {
+        match self {
+            FaultKind::Crash { nodes } => format!("crash {}", nodes.join(" ")),
+            FaultKind::Wipe { nodes } => format!("wipe {}", nodes.join(" ")),
+            FaultKind::Partition { from, to, one_way } => {
+                let arrow = if *one_way { "->" } else { "<->" };
+                format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
+            }
+            FaultKind::LinkCut { shards } if shards.is_empty() => {
+                "replication links cut, all shards".into()
+            }
+            FaultKind::LinkCut { shards } => format!("replication links cut, shards {shards:?}"),
+            FaultKind::PacketLoss { percent } => format!("packet loss {percent}%"),
+            FaultKind::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
+            FaultKind::ControllerCrash => "controller crash".to_owned(),
+        }
+    }
+}
+
 /// Where a regression scenario came from: a failing run, shrunk. With the correct controller
 /// it must pass every invariant; with `mutant` (when given) it must still break `invariant`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

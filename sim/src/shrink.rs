@@ -254,7 +254,7 @@ impl Shrinker<'_> {
         while i < self.current.faults.len() {
             let mut candidate = self.current.clone();
             let fault = candidate.faults.remove(i);
-            let what = format!("dropped fault {} ({})", i + 1, describe(&fault.kind));
+            let what = format!("dropped fault {} ({})", i + 1, fault.kind.describe());
             if self.attempt(candidate, what) {
                 progress = true;
             } else {
@@ -432,23 +432,6 @@ fn relax(expect: &mut Expect, m: &Measures) -> Vec<&'static str> {
         expect.quarantined_min = None;
     }
     cleared
-}
-
-/// A fault in a few words, for the steps.
-fn describe(kind: &FaultKind) -> String {
-    match kind {
-        FaultKind::Crash { nodes } => format!("crash {}", nodes.join(" ")),
-        FaultKind::Wipe { nodes } => format!("wipe {}", nodes.join(" ")),
-        FaultKind::Partition { from, to, one_way } => {
-            let arrow = if *one_way { "->" } else { "<->" };
-            format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
-        }
-        FaultKind::LinkCut { shards } if shards.is_empty() => "link-cut, every shard".into(),
-        FaultKind::LinkCut { shards } => format!("link-cut shards {shards:?}"),
-        FaultKind::PacketLoss { percent } => format!("packet-loss {percent}%"),
-        FaultKind::Latency { min_ms, max_ms } => format!("latency {min_ms}-{max_ms} ms"),
-        FaultKind::ControllerCrash => "controller-crash".into(),
-    }
 }
 
 /// Writes `scenario` out and reads it back: the text must load and give the same scenario.

@@ -246,7 +246,7 @@ impl World {
     }
 
     fn apply(&mut self, fault: &Fault, heal: bool) {
-        let what = describe(&fault.kind);
+        let what = fault.kind.describe();
         self.trace.record(Event::Fault { what, healed: heal });
         match &fault.kind {
             FaultKind::Crash { nodes } => {
@@ -405,24 +405,6 @@ impl World {
             out.extend(ids);
         }
         out.into_iter().collect()
-    }
-}
-
-fn describe(kind: &FaultKind) -> String {
-    match kind {
-        FaultKind::Crash { nodes } => format!("crash {}", nodes.join(" ")),
-        FaultKind::Wipe { nodes } => format!("wipe {}", nodes.join(" ")),
-        FaultKind::Partition { from, to, one_way } => {
-            let arrow = if *one_way { "->" } else { "<->" };
-            format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
-        }
-        FaultKind::LinkCut { shards } if shards.is_empty() => {
-            "replication links cut, all shards".into()
-        }
-        FaultKind::LinkCut { shards } => format!("replication links cut, shards {shards:?}"),
-        FaultKind::PacketLoss { percent } => format!("packet loss {percent}%"),
-        FaultKind::Latency { min_ms, max_ms } => format!("latency {min_ms}..{max_ms} ms"),
-        FaultKind::ControllerCrash => "controller crash".to_owned(),
     }
 }
 
