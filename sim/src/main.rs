@@ -150,7 +150,11 @@ fn main() -> ExitCode {
     // Log lines (off unless RUST_LOG asks) carry the simulated time and, through madsim's
     // node span, the node they come from.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        // madsim's spans name the node each line comes from; keep them whatever RUST_LOG says.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::from_default_env()
+                .add_directive("madsim=error".parse().expect("a valid directive")),
+        )
         .with_timer(trace::SimTime)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
@@ -455,7 +459,7 @@ fn replay(
         ),
         None => (swarm::scenario(seed), swarm_replay_command(seed, mutation)),
     };
-    let out = standby_sim::world::run(&scenario, seed, mutation);
+    let out = standby_sim::world::run_with(&scenario, seed, mutation, verbose);
     if let Some(path) = trace_file {
         std::fs::write(path, trace::to_jsonl(&out.events))
             .map_err(|e| format!("{}: cannot write the trace: {e}", path.display()))?;

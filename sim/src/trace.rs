@@ -36,6 +36,30 @@ pub enum Event {
         /// What changed.
         event: NodeEvent,
     },
+    /// The controller sent a heartbeat (recorded only for `replay --verbose`).
+    Heartbeat {
+        /// To which node.
+        node: NodeId,
+        /// Its round.
+        round: u64,
+        /// Whether it renews the node's write lease.
+        lease: bool,
+        /// The role it asks the node to take, if any.
+        command: Option<String>,
+    },
+    /// A node's report reached the controller (recorded only for `replay --verbose`).
+    Report {
+        /// From which node.
+        node: NodeId,
+        /// The round it answers.
+        round: u64,
+        /// The node's epoch.
+        epoch: Epoch,
+        /// Its role.
+        role: String,
+        /// Its last log position.
+        last_lsn: Lsn,
+    },
     /// A node lost its disk.
     Wiped {
         /// The node.
@@ -148,6 +172,7 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
 pub struct Trace {
     events: Arc<Mutex<Vec<(Time, Event)>>>,
     origin: Arc<Mutex<Option<madsim::time::Instant>>>,
+    messages: bool,
 }
 
 impl Trace {
@@ -158,6 +183,17 @@ impl Trace {
         *trace.origin.lock().expect("trace lock") = Some(now);
         RUN_ORIGIN.with(|origin| origin.set(Some(now)));
         trace
+    }
+
+    /// Also records every heartbeat and report (for `replay --verbose`).
+    pub fn with_messages(mut self, messages: bool) -> Trace {
+        self.messages = messages;
+        self
+    }
+
+    /// Whether heartbeats and reports are recorded.
+    pub fn records_messages(&self) -> bool {
+        self.messages
     }
 
     /// Simulated time since the run began.
@@ -220,10 +256,20 @@ pub fn render(events: &[(Time, Event)]) -> String {
     out
 }
 
+/// Whether an event is one of the messages only `replay --verbose` records.
+pub fn is_message(event: &Event) -> bool {
+    matches!(event, Event::Heartbeat { .. } | Event::Report { .. })
+}
+
 /// A 64-bit FNV-1a hash of the rendered trace: equal traces, equal hashes, on any machine.
+/// Messages recorded only by `--verbose` are left out, so a verbose replay has the same hash.
 pub fn hash(events: &[(Time, Event)]) -> u64 {
+    let kept: Vec<(Time, Event)> = (events.iter())
+        .filter(|(_, e)| !is_message(e))
+        .cloned()
+        .collect();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in render(events).bytes() {
+    for byte in render(&kept).bytes() {
         h ^= byte as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -320,6 +366,8 @@ fn is_detail(event: &Event) -> bool {
                 ..
             }
             | Event::EpochPersisted { .. }
+            | Event::Heartbeat { .. }
+            | Event::Report { .. }
     )
 }
 
@@ -340,6 +388,37 @@ pub fn describe(event: &Event) -> String {
             format!("truth     cluster {cluster}: {available}/{total} nodes up and reachable")
         }
         Event::Node { node, event } => format!("{:<9} {}", node.to_string(), describe_node(event)),
+        Event::Heartbeat {
+            node,
+            round,
+            lease,
+            command,
+        } => {
+            let lease = if *lease { ", renews the lease" } else { "" };
+            let command = command
+                .as_ref()
+                .map_or(String::new(), |c| format!(", asks {c}"));
+            // Rounds are numbered from the controller's incarnation: show it apart.
+            format!(
+                "ctl       heartbeat #{}.{} to {node}{lease}{command}",
+                round >> 32,
+                round & 0xffff_ffff
+            )
+        }
+        Event::Report {
+            node,
+            round,
+            epoch,
+            role,
+            last_lsn,
+        } => {
+            let (incarnation, round) = (round >> 32, round & 0xffff_ffff);
+            format!(
+                "{:<9} reports #{incarnation}.{round}: {role} in {epoch}, last lsn {}",
+                node.to_string(),
+                last_lsn.0
+            )
+        }
         Event::Wiped { node } => format!("{:<9} WIPED: disk lost", node.to_string()),
         Event::Controller(note) => format!("ctl       {}", describe_note(note)),
         Event::Alarm(AlarmEvent::Raised(alarm)) => {

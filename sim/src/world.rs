@@ -61,6 +61,12 @@ pub fn make_this_thread_nondeterministic(on: bool) {
 
 /// Runs `scenario` under `seed` in a fresh madsim runtime.
 pub fn run(scenario: &Scenario, seed: u64, mutation: Mutation) -> RunOutput {
+    run_with(scenario, seed, mutation, false)
+}
+
+/// Like [`run`]; with `messages`, every heartbeat and report is recorded too (what `replay
+/// --verbose` shows). The run itself is the same: the trace hash leaves them out.
+pub fn run_with(scenario: &Scenario, seed: u64, mutation: Mutation, messages: bool) -> RunOutput {
     let mut config = madsim::Config::default();
     config.net.send_latency = latency(
         scenario.network.latency_min_ms,
@@ -78,7 +84,7 @@ pub fn run(scenario: &Scenario, seed: u64, mutation: Mutation) -> RunOutput {
         false => Duration::ZERO,
     };
     runtime.block_on(async move {
-        let world = World::build(scenario, mutation).await;
+        let world = World::build(scenario, mutation, messages).await;
         madsim::time::sleep(skew).await;
         world.run().await
     })
@@ -125,9 +131,9 @@ struct World {
 }
 
 impl World {
-    async fn build(scenario: Scenario, mutation: Mutation) -> World {
+    async fn build(scenario: Scenario, mutation: Mutation, messages: bool) -> World {
         let handle = Handle::current();
-        let trace = Trace::new();
+        let trace = Trace::new().with_messages(messages);
         let origin = madsim::time::Instant::now();
         let n = scenario.topology.nodes_per_cluster;
         let topology = Topology {
@@ -562,6 +568,18 @@ struct ControllerTrace {
 }
 
 impl ControllerObserver for ControllerTrace {
+    fn on_report(&self, _now: Time, node: NodeId, report: &standby::protocol::NodeReport) {
+        if self.trace.records_messages() {
+            self.trace.record(Event::Report {
+                node,
+                round: report.round,
+                epoch: report.epoch,
+                role: format!("{:?}", report.role),
+                last_lsn: report.last_lsn,
+            });
+        }
+    }
+
     fn on_action(&self, _now: Time, action: &Action) {
         let event = match action {
             Action::Note(note) => Event::Controller(note.clone()),
@@ -579,6 +597,14 @@ impl ControllerObserver for ControllerTrace {
                 Event::EpochPersisted {
                     epoch: durable.epoch,
                     primary: durable.primary,
+                }
+            }
+            Action::Heartbeat { node, heartbeat } if self.trace.records_messages() => {
+                Event::Heartbeat {
+                    node: *node,
+                    round: heartbeat.round,
+                    lease: heartbeat.grant.is_some(),
+                    command: heartbeat.command.as_ref().map(|c| format!("{c:?}")),
                 }
             }
             Action::Heartbeat { .. } => return,

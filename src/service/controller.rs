@@ -29,6 +29,8 @@ pub trait Store: Send + Sync {
 pub trait ControllerObserver: Send + Sync {
     /// The controller took `action` at `now` (its clock).
     fn on_action(&self, now: Time, action: &Action);
+    /// A node's report arrived at `now` (its clock). Nothing by default.
+    fn on_report(&self, _now: Time, _node: NodeId, _report: &NodeReport) {}
 }
 
 /// An observer that only logs.
@@ -159,7 +161,10 @@ pub async fn run_controller(
             biased;
             _ = tokio::time::sleep(wait) => controller.tick(clock.now()),
             input = received.recv() => match input {
-                Some(Input::Report(node, report)) => controller.handle_report(clock.now(), node, report),
+                Some(Input::Report(node, report)) => {
+                    observer.on_report(clock.now(), node, &report);
+                    controller.handle_report(clock.now(), node, report)
+                }
                 Some(Input::Published(reply)) => controller.handle_publish_reply(clock.now(), reply),
                 None => return,
             },
