@@ -5,7 +5,7 @@
 use standby::controller::Mutation;
 use standby_sim::scenario::Scenario;
 use standby_sim::trace::{self, Event};
-use standby_sim::world::run;
+use standby_sim::world::{run, run_with};
 use std::path::Path;
 
 fn scenario(name: &str) -> Scenario {
@@ -15,11 +15,9 @@ fn scenario(name: &str) -> Scenario {
 
 #[test]
 fn a_failover_trace_round_trips_through_json_lines() {
-    let out = run(
-        &scenario("replication-link-cut-then-primary-crash"),
-        3,
-        Mutation::None,
-    );
+    // With messages, as `replay --verbose` records them, so every variant is covered.
+    let scenario = scenario("replication-link-cut-then-primary-crash");
+    let out = run_with(&scenario, 3, Mutation::None, true);
     let text = trace::to_jsonl(&out.events);
     assert_eq!(text.lines().count(), out.events.len());
     let back = trace::from_jsonl(&text).expect("the trace reads back");
@@ -33,6 +31,8 @@ fn a_failover_trace_round_trips_through_json_lines() {
     assert!(has(|e| matches!(e, Event::Controller(_))));
     assert!(has(|e| matches!(e, Event::Ok { .. })));
     assert!(has(|e| matches!(e, Event::Node { .. })));
+    assert!(has(|e| matches!(e, Event::Heartbeat { .. })));
+    assert!(has(|e| matches!(e, Event::Report { .. })));
 }
 
 #[test]
