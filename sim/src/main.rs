@@ -71,19 +71,9 @@ enum Command {
     },
     /// Shrink a failing seed to a minimal scenario that still breaks the same invariant
     /// (fewest faults, nodes and users, shortest run), and write it as a regression scenario.
-    #[command(group(clap::ArgGroup::new("shrunk").required(true).args(["file", "swarm"])))]
     Shrink {
-        /// The scenario file (or --swarm).
-        file: Option<PathBuf>,
-        /// Shrink swarm seed S (`cargo sim swarm`): the scenario the seed generates.
-        #[arg(long)]
-        swarm: bool,
-        /// The failing seed.
-        #[arg(long)]
-        seed: u64,
-        /// The mutant the failure comes from.
-        #[arg(long, value_parser = parse_mutant, default_value = "none")]
-        mutant: Mutation,
+        #[command(flatten)]
+        run: OneRun,
         /// The invariant to keep broken (default: the run's first violation).
         #[arg(long)]
         invariant: Option<String>,
@@ -93,20 +83,10 @@ enum Command {
     },
     /// Replay one seed of one scenario (a file, or a swarm seed): its timeline, verdict and
     /// trace hash.
-    #[command(group(clap::ArgGroup::new("source").required(true).args(["file", "swarm"])))]
     Replay {
-        /// The scenario file (or --swarm).
-        file: Option<PathBuf>,
-        /// Replay swarm seed S (`cargo sim swarm`): the scenario is the one the seed generates.
-        #[arg(long)]
-        swarm: bool,
-        /// The seed.
-        #[arg(long)]
-        seed: u64,
-        /// Replay with a deliberately broken controller.
-        #[arg(long, value_parser = parse_mutant, default_value = "none")]
-        mutant: Mutation,
-        /// Show every write, append and acknowledgement too.
+        #[command(flatten)]
+        run: OneRun,
+        /// Show every message too: heartbeats, reports, writes, appends, acknowledgements.
         #[arg(long)]
         verbose: bool,
         /// Also draw the run as a self-contained HTML page (inline SVG) in this file.
@@ -133,6 +113,24 @@ enum Command {
         #[arg(long)]
         check_determinism: bool,
     },
+}
+
+/// One seed of one scenario (a file, or a swarm seed), as `replay` and `shrink` take it.
+#[derive(clap::Args, Debug)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "swarm"])))]
+struct OneRun {
+    /// The scenario file (or --swarm).
+    file: Option<PathBuf>,
+    /// A swarm seed (`cargo sim swarm`): the scenario is the one the seed generates.
+    #[arg(long)]
+    swarm: bool,
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    /// With a deliberately broken controller.
+    #[arg(long, value_parser = parse_mutant, default_value = "none")]
+    mutant: Mutation,
 }
 
 fn parse_mutant(name: &str) -> Result<Mutation, String> {
@@ -192,25 +190,25 @@ fn main() -> ExitCode {
             scenarios,
         }) => mutants(&scenarios, &seeds(n, None), json, &without, jobs),
         Some(Command::Shrink {
-            file,
-            swarm: _,
-            seed,
-            mutant,
+            run,
             invariant,
             out,
-        }) => shrink(file.as_deref(), seed, mutant, invariant.as_deref(), &out),
+        }) => shrink(
+            run.file.as_deref(),
+            run.seed,
+            run.mutant,
+            invariant.as_deref(),
+            &out,
+        ),
         Some(Command::Replay {
-            file,
-            swarm: _,
-            seed,
-            mutant,
+            run,
             verbose,
             trace,
             timeline,
         }) => replay(
-            file.as_deref(),
-            seed,
-            mutant,
+            run.file.as_deref(),
+            run.seed,
+            run.mutant,
             verbose,
             trace.as_deref(),
             timeline.as_deref(),
