@@ -247,33 +247,37 @@ pub fn from_jsonl(text: &str) -> Result<Vec<(Time, Event)>, serde_json::Error> {
         .collect()
 }
 
-/// One line per event: `time  event`.
-pub fn render(events: &[(Time, Event)]) -> String {
-    let mut out = String::new();
-    for (time, event) in events {
-        let _ = writeln!(out, "{time:>10}  {event:?}");
-    }
-    out
-}
-
 /// Whether an event is one of the messages only `replay --verbose` records.
 pub fn is_message(event: &Event) -> bool {
     matches!(event, Event::Heartbeat { .. } | Event::Report { .. })
 }
 
-/// A 64-bit FNV-1a hash of the rendered trace: equal traces, equal hashes, on any machine.
+/// A 64-bit FNV-1a hash of the trace's postcard encoding: equal traces, equal hashes, on any
+/// machine.
 /// Messages recorded only by `--verbose` are left out, so a verbose replay has the same hash.
 pub fn hash(events: &[(Time, Event)]) -> u64 {
-    let kept: Vec<(Time, Event)> = (events.iter())
-        .filter(|(_, e)| !is_message(e))
-        .cloned()
-        .collect();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in render(&kept).bytes() {
-        h ^= byte as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut fnv = Fnv1a(0xcbf2_9ce4_8422_2325);
+    for event in events.iter().filter(|(_, e)| !is_message(e)) {
+        postcard::to_io(event, &mut fnv).expect("trace events serialise");
     }
-    h
+    fnv.0
+}
+
+/// FNV-1a as an `io::Write`, so events are hashed straight from their compact encoding
+/// (formatting every event with `Debug` took most of a seed's checking time).
+struct Fnv1a(u64);
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for &byte in bytes {
+            self.0 = (self.0 ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A readable timeline: one line per event that tells the failover story (faults, truth,
