@@ -90,7 +90,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     message: &Message,
 ) -> Result<(), WireError> {
-    writer.write_all(&encode(message)?).await?;
+    let frame = encode(message)?;
+    crate::service::loss::delay(crate::service::loss::Transmission::Frame).await;
+    writer.write_all(&frame).await?;
     writer.flush().await?;
     Ok(())
 }

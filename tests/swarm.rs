@@ -178,6 +178,8 @@ fn every_option_stays_in_its_range() {
             (0.0..=5.0).contains(&s.network.packet_loss_percent),
             "{context}"
         );
+        let lossy = swarm::lossy(c);
+        assert!(lossy || s.network.packet_loss_percent == 0.0, "{context}");
         let window = FAULT_START_MS..=FAULT_START_MS + 30_000;
         let mut last_heal = 0;
         for f in &s.faults {
@@ -189,7 +191,9 @@ fn every_option_stays_in_its_range() {
             assert!((100..=15_000).contains(&d), "{context}");
             last_heal = last_heal.max(at + d);
             match &f.kind {
-                FaultKind::PacketLoss { percent } => assert!(*percent <= 10.0, "{context}"),
+                FaultKind::PacketLoss { percent } => {
+                    assert!(lossy && *percent <= 5.0, "{context}")
+                }
                 FaultKind::Latency { max_ms, .. } => assert!(*max_ms <= 150.min(cap), "{context}"),
                 FaultKind::Partition { from, to, .. } => {
                     assert!(!from.is_empty() && !to.is_empty(), "{context}");

@@ -546,6 +546,14 @@ impl Checker<'_> {
         out
     }
 
+    /// The longest a failure can go unnoticed: a heartbeat sent just after it is unanswered
+    /// for a timeout, seen at the next evaluation, then debounced.
+    fn detection_window(&self) -> Duration {
+        let p = &self.scenario.controller;
+        let rounds = p.failure_rounds as u64 + 1;
+        Duration::from_millis(p.heartbeat_timeout_ms + rounds * p.heartbeat_interval_ms)
+    }
+
     fn failed_at(intervals: &[(Time, Option<Time>)], t: Time) -> Option<Time> {
         intervals
             .iter()
@@ -570,7 +578,11 @@ impl Checker<'_> {
             match event {
                 Event::EpochPersisted { primary, .. } => primaries.push((t, *primary)),
                 Event::Controller(Note::Promoted { cluster, epoch, .. }) => {
-                    if *epoch > Epoch(1) && Self::failed_at(failed(*cluster), t).is_some() {
+                    // A cluster that failed less than a detection window ago may still look
+                    // available: no controller can know sooner.
+                    let known_down = Self::failed_at(failed(*cluster), t)
+                        .is_some_and(|since| t.saturating_since(since) >= self.detection_window());
+                    if *epoch > Epoch(1) && known_down {
                         found.push(format!(
                             "cluster {cluster} was promoted at {t} in {epoch} while it was down"
                         ));
@@ -637,11 +649,7 @@ impl Checker<'_> {
                 Event::Controller(Note::FailoverStarted { cluster }) => {
                     // The controller acts on heartbeats up to a timeout and its debounce
                     // rounds old: a failure that healed within that span still explains it.
-                    let p = &self.scenario.controller;
-                    let rounds = p.failure_rounds as u64 + 1;
-                    let lookback = Duration::from_millis(
-                        p.heartbeat_timeout_ms + rounds * p.heartbeat_interval_ms,
-                    );
+                    let lookback = self.detection_window();
                     let intervals = truth.get(cluster).unwrap_or(&none);
                     let recent = (intervals.iter())
                         .filter(|(s, e)| *s <= t && e.is_none_or(|e| e + lookback >= t))

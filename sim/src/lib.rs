@@ -14,10 +14,13 @@ compile_error!(
      (e.g. RUSTFLAGS=\"--cfg madsim -Dwarnings\")."
 );
 
+pub mod bare;
+pub mod bench;
 pub mod campaign;
 pub mod check;
 pub mod effects;
 pub mod html;
+mod rng;
 pub mod scenario;
 pub mod shrink;
 pub mod swarm;

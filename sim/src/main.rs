@@ -96,6 +96,25 @@ enum Command {
         #[arg(long, value_name = "OUT.jsonl")]
         trace: Option<PathBuf>,
     },
+    /// Benchmarks in simulated time: detection latency, RTO and RPO on primary-majority-crash
+    /// over heartbeat intervals {50, 100, 500} ms x packet loss {0, 1, 5}%; false failovers on
+    /// steady-state under that loss with 1-30 ms jitter; and the simulator's speed. Exits
+    /// non-zero if any seed breaks an invariant.
+    Bench {
+        /// Seeds 1..=N per configuration.
+        #[arg(long, default_value_t = standby_sim::bench::DEFAULT_BENCH_SEEDS)]
+        seeds: u64,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Run only the configurations whose name contains this (e.g. `false-failovers`,
+        /// `interval=100ms`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Where primary-majority-crash.toml and steady-state.toml are.
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
     /// Swarm testing: seeds 1..=N, each generating every option of its run (topology,
     /// parameters, network, 1-5 faults that heal, then 20 s of quiet), with safety and
     /// liveness violations reported apart; exit non-zero on any.
@@ -118,19 +137,50 @@ enum Command {
 /// One seed of one scenario (a file, or a swarm seed), as `replay` and `shrink` take it.
 #[derive(clap::Args, Debug)]
 #[group(skip)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "swarm"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "swarm", "bench"])))]
 struct OneRun {
-    /// The scenario file (or --swarm).
+    /// The scenario file (or --swarm, or --bench).
     file: Option<PathBuf>,
     /// A swarm seed (`cargo sim swarm`): the scenario is the one the seed generates.
     #[arg(long)]
     swarm: bool,
+    /// A `cargo sim bench` configuration, by name (e.g. `detection/interval=100ms/loss=5%`),
+    /// built from the scenarios in `scenarios/`.
+    #[arg(long, value_name = "NAME")]
+    bench: Option<String>,
     /// The seed.
     #[arg(long)]
     seed: u64,
     /// With a deliberately broken controller.
     #[arg(long, value_parser = parse_mutant, default_value = "none")]
     mutant: Mutation,
+}
+
+impl OneRun {
+    /// The scenario this run names, the file name it goes by (a swarm or bench scenario is
+    /// named after its seed or configuration), and the command that replays it.
+    fn resolve(&self) -> Result<(Scenario, PathBuf, String), String> {
+        let (seed, mutation) = (self.seed, self.mutant);
+        if let Some(file) = &self.file {
+            let scenario = Scenario::load(file).map_err(|e| e.to_string())?;
+            return Ok((scenario, file.clone(), replay_command(file, seed, mutation)));
+        }
+        if let Some(name) = &self.bench {
+            let config = standby_sim::bench::config(Path::new("scenarios"), name)?;
+            let file = PathBuf::from(format!("bench-{}.toml", name.replace(['/', '%', '='], "-")));
+            let mut replay = standby_sim::bench::replay_command(name, seed);
+            if mutation != Mutation::None {
+                replay += &format!(" --mutant {}", mutation.name());
+            }
+            return Ok((config.scenario, file, replay));
+        }
+        let file = PathBuf::from(format!("swarm-{seed}.toml"));
+        Ok((
+            swarm::scenario(seed),
+            file,
+            swarm_replay_command(seed, mutation),
+        ))
+    }
 }
 
 fn parse_mutant(name: &str) -> Result<Mutation, String> {
@@ -196,26 +246,19 @@ fn main() -> ExitCode {
             run,
             invariant,
             out,
-        }) => shrink(
-            run.file.as_deref(),
-            run.seed,
-            run.mutant,
-            invariant.as_deref(),
-            &out,
-        ),
+        }) => shrink(&run, invariant.as_deref(), &out),
         Some(Command::Replay {
             run,
             verbose,
             trace,
             timeline,
-        }) => replay(
-            run.file.as_deref(),
-            run.seed,
-            run.mutant,
-            verbose,
-            trace.as_deref(),
-            timeline.as_deref(),
-        ),
+        }) => replay(&run, verbose, trace.as_deref(), timeline.as_deref()),
+        Some(Command::Bench {
+            seeds: n,
+            json,
+            only,
+            scenarios,
+        }) => bench(&scenarios, &seeds(n, None), json, only.as_deref(), jobs),
         Some(Command::Swarm {
             seeds: n,
             json,
@@ -446,20 +489,13 @@ fn print_table(summaries: &[ScenarioSummary]) {
 
 /// Replays `seed` of the scenario in `file`, or of swarm seed `seed` when `file` is `None`.
 fn replay(
-    file: Option<&Path>,
-    seed: u64,
-    mutation: Mutation,
+    one: &OneRun,
     verbose: bool,
     trace_file: Option<&Path>,
     timeline_file: Option<&Path>,
 ) -> Result<bool, String> {
-    let (scenario, replay_line) = match file {
-        Some(file) => (
-            Scenario::load(file).map_err(|e| e.to_string())?,
-            replay_command(file, seed, mutation),
-        ),
-        None => (swarm::scenario(seed), swarm_replay_command(seed, mutation)),
-    };
+    let (seed, mutation) = (one.seed, one.mutant);
+    let (scenario, _, replay_line) = one.resolve()?;
     let out = standby_sim::world::run_with(&scenario, seed, mutation, verbose);
     if let Some(path) = trace_file {
         std::fs::write(path, trace::to_jsonl(&out.events))
@@ -468,7 +504,7 @@ fn replay(
     let mut verdict = check(&scenario, &out);
     // Swarm faults are drawn at random and often harmless; the swarm does not judge them
     // vacuous, and neither does its replay.
-    let swarm_run = file.is_none();
+    let swarm_run = one.swarm;
     let vacuous_faults = (verdict.violations.iter())
         .filter(|v| v.invariant == "vacuity")
         .count();
@@ -594,20 +630,12 @@ fn indent(text: &str, prefix: &str) -> String {
 /// Shrinks the failure at `seed` of the scenario in `file` (with `mutation`) to a minimal
 /// scenario that still breaks `invariant` (default: the first one broken), and writes it under
 /// `out`.
-fn shrink(
-    file: Option<&Path>,
-    seed: u64,
-    mutation: Mutation,
-    invariant: Option<&str>,
-    out: &Path,
-) -> Result<bool, String> {
+fn shrink(one: &OneRun, invariant: Option<&str>, out: &Path) -> Result<bool, String> {
     use standby_sim::shrink::{regression_file, shrink, Size};
-    // A swarm seed's scenario is the one the seed generates; it is named after the seed.
+    let (seed, mutation) = (one.seed, one.mutant);
+    let (original, file, _) = one.resolve()?;
+    let file = file.as_path();
     let swarm_file = PathBuf::from(format!("swarm-{seed}.toml"));
-    let (file, original) = match file {
-        Some(file) => (file, Scenario::load(file).map_err(|e| e.to_string())?),
-        None => (swarm_file.as_path(), swarm::scenario(seed)),
-    };
     let with = match mutation {
         Mutation::None => String::new(),
         m => format!(" with mutant {}", m.name()),
@@ -665,4 +693,115 @@ fn shrink(
     println!("wrote {}", path.display());
     println!("replay: {}", replay_command(&path, seed, mutation));
     Ok(true)
+}
+
+/// `cargo sim bench`: every configuration (or those matching `only`) over `seeds`.
+fn bench(
+    dir: &Path,
+    seeds: &[u64],
+    json: bool,
+    only: Option<&str>,
+    jobs: usize,
+) -> Result<bool, String> {
+    use standby_sim::bench::{configs, run_config};
+    let configs: Vec<_> = (configs(dir)?.into_iter())
+        .filter(|c| only.is_none_or(|o| c.name.contains(o)))
+        .collect();
+    if configs.is_empty() {
+        return Err(format!(
+            "no bench configuration matches `{}`",
+            only.unwrap_or("")
+        ));
+    }
+    let progress = progress_bar((configs.len() * seeds.len()) as u64, json);
+    let failed = AtomicU64::new(0);
+    let mut results = Vec::new();
+    for config in &configs {
+        progress.set_message(config.name.clone());
+        let done = |run: &SeedRun| {
+            if !run.verdict.violations.is_empty() {
+                let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
+                progress.set_prefix(format!("{n} failed"));
+            }
+            progress.inc(1);
+        };
+        results.push(run_config(config, seeds, jobs, &done));
+    }
+    progress.finish_and_clear();
+    let failures: usize = results.iter().map(|r| r.failures.len()).sum();
+    if json {
+        let doc =
+            serde_json::json!({"jobs": jobs, "configurations": results, "violations": failures});
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+    } else {
+        print_bench(&results);
+    }
+    Ok(failures == 0)
+}
+
+fn print_bench(results: &[standby_sim::bench::BenchResult]) {
+    use standby_sim::bench::Kind;
+    let ms = |p: standby_sim::campaign::Percentiles| format!("{}/{}/{}", p.p50, p.p99, p.max);
+    println!(
+        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>8} {:>9}",
+        "configuration",
+        "seeds",
+        "fail-",
+        "false",
+        "detection ms",
+        "p99 / max",
+        "RTO ms",
+        "RPO writes",
+        "RPO span",
+        "speed",
+        "seeds/s"
+    );
+    println!(
+        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>8} {:>9}",
+        "",
+        "",
+        "overs",
+        "",
+        "p50/p99/max",
+        "of t+i",
+        "p50/p99",
+        "p50/p99/max",
+        "max ms",
+        "per job",
+        "per job"
+    );
+    for r in results {
+        let (detection, ratio, rto, rpo, span) = match r.kind {
+            Kind::Detection => (
+                ms(r.detection_ms),
+                format!("{:.2}/{:.2}", r.detection_p99_ratio, r.detection_max_ratio),
+                format!("{}/{}", r.rto_ms.p50, r.rto_ms.p99),
+                ms(r.rpo_writes),
+                r.rpo_span_ms.max.to_string(),
+            ),
+            Kind::FalseFailovers => Default::default(),
+        };
+        println!(
+            "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7.0}x {:>9.1}",
+            r.name,
+            r.seeds,
+            r.failovers,
+            r.false_failovers,
+            detection,
+            ratio,
+            rto,
+            rpo,
+            span,
+            r.speed_per_job,
+            r.seeds_per_s_per_job
+        );
+    }
+    for r in results {
+        for f in &r.failures {
+            println!(
+                "\nFAILED {} seed {}: [{}] {}\n  replay: {}",
+                r.name, f.seed, f.invariant, f.message, f.replay
+            );
+        }
+    }
 }

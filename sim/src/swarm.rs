@@ -14,9 +14,11 @@
 
 use crate::campaign::{run_parallel, run_seed_with, SeedRun};
 use crate::check::Violation;
+use crate::rng::SplitMix64;
 use crate::scenario::{
     Expect, Fault, FaultKind, NetworkSpec, ReplicationSpec, Scenario, TopologySpec, WorkloadSpec,
 };
+use crate::world::TCP_MIN_RTO;
 use serde::Serialize;
 use standby::controller::Mutation;
 use standby::params::Params;
@@ -93,13 +95,17 @@ pub fn generate(seed: u64) -> Scenario {
         writes_per_s: rng.range(2, 20) as u32,
         ..WorkloadSpec::default()
     };
+    let lossy = lossy(&controller);
     let latency_cap = latency_cap(&controller);
     let latency_min_ms = rng.range(1, 5);
     let network = NetworkSpec {
         latency_min_ms,
         latency_max_ms: rng.range(latency_min_ms, latency_cap.min(60)),
         // In tenths of a percent: 0.0 to 5.0.
-        packet_loss_percent: rng.range(0, 50) as f64 / 10.0,
+        packet_loss_percent: match lossy {
+            true => rng.range(0, 50) as f64 / 10.0,
+            false => 0.0,
+        },
     };
 
     let window = rng.range(10_000, 30_000);
@@ -108,7 +114,10 @@ pub fn generate(seed: u64) -> Scenario {
     for _ in 0..count {
         let mut kind = fault_kind(&mut rng, nodes, latency_cap);
         let controller_down = |f: &Fault| f.kind == FaultKind::ControllerCrash;
-        while kind == FaultKind::ControllerCrash && faults.iter().any(controller_down) {
+        let loss = |k: &FaultKind| matches!(k, FaultKind::PacketLoss { .. });
+        while (kind == FaultKind::ControllerCrash && faults.iter().any(controller_down))
+            || (loss(&kind) && !lossy)
+        {
             kind = fault_kind(&mut rng, nodes, latency_cap);
         }
         let at_ms = FAULT_START_MS + rng.range(0, window);
@@ -181,7 +190,8 @@ pub const FAULT_KINDS: [&str; 6] = [
 
 /// The largest one-way latency, in ms, of the base network or of a latency fault: at most
 /// 150 ms, and small enough that a heartbeat's round trip (two one-way trips) fits in 80% of
-/// the heartbeat timeout.
+/// the heartbeat timeout, or, when the run may lose packets ([`lossy`]), in 80% of what the
+/// timeout leaves after one TCP retransmission.
 ///
 /// Beyond that, every heartbeat is late, claim 4 calls every node unavailable, and the
 /// controller must declare the primary failed and fail over. The ground truth ignores latency
@@ -189,7 +199,21 @@ pub const FAULT_KINDS: [&str; 6] = [
 /// failover: an expectation no controller can meet, not a finding. Latency within the
 /// envelope still tests the debounce and the timeout against jitter.
 pub fn latency_cap(controller: &Params) -> u64 {
-    (controller.heartbeat_timeout_ms * 2 / 5).min(150)
+    let budget = match lossy(controller) {
+        true => controller.heartbeat_timeout_ms - TCP_MIN_RTO.as_millis() as u64,
+        false => controller.heartbeat_timeout_ms,
+    };
+    (budget * 2 / 5).min(150)
+}
+
+/// Whether the swarm may lose packets under these settings. A lost packet costs TCP's
+/// retransmission timeout, 200 ms at least; with a heartbeat timeout shorter than that plus a
+/// round trip, a single loss makes a node miss a heartbeat, and the controller rightly stops
+/// counting it. Loss is only drawn where the timeout leaves room for one retransmission and
+/// a 20 ms round trip; outside that envelope a failover under loss is the settings' doing, not
+/// a finding.
+pub fn lossy(controller: &Params) -> bool {
+    controller.heartbeat_timeout_ms >= TCP_MIN_RTO.as_millis() as u64 + 50
 }
 
 fn fault_kind(rng: &mut SplitMix64, nodes: u16, latency_cap: u64) -> FaultKind {
@@ -252,9 +276,11 @@ fn fault_kind(rng: &mut SplitMix64, nodes: u16, latency_cap: u64) -> FaultKind {
             };
             FaultKind::LinkCut { shards }
         }
-        // In tenths of a percent: 0.1 to 10.0.
+        // In tenths of a percent: 0.1 to 5.0. Beyond that, with TCP's retransmission
+        // timeouts, small clusters lose nodes to loss alone often enough that a declared
+        // failure is the network's doing, not a finding.
         "packet-loss" => FaultKind::PacketLoss {
-            percent: rng.range(1, 100) as f64 / 10.0,
+            percent: rng.range(1, 50) as f64 / 10.0,
         },
         "latency" => {
             let max_ms = rng.range(10, latency_cap);
@@ -445,46 +471,4 @@ pub fn summarise(runs: &[SeedRun], mutation: Mutation) -> SwarmSummary {
         }
     }
     summary
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and good enough to draw options. Local,
-/// so that a seed's scenario never depends on another crate's version.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..=hi` (multiply-shift; the bias is below 2^-50 for these spans).
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        assert!(lo <= hi, "empty range {lo}..={hi}");
-        let span = (hi - lo) as u128 + 1;
-        lo + ((self.next() as u128 * span) >> 64) as u64
-    }
-
-    /// True with probability `num / den`.
-    fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.range(0, den - 1) < num
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
-    }
-
-    /// `k` distinct numbers of `0..n`, sorted (a partial Fisher-Yates shuffle).
-    fn subset(&mut self, n: u64, k: u64) -> Vec<u64> {
-        let mut all: Vec<u64> = (0..n).collect();
-        for i in 0..k.min(n) as usize {
-            let j = self.range(i as u64, n - 1) as usize;
-            all.swap(i, j);
-        }
-        let mut chosen = all[..k.min(n) as usize].to_vec();
-        chosen.sort_unstable();
-        chosen
-    }
 }

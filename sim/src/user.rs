@@ -8,6 +8,7 @@ use crate::scenario::WorkloadSpec;
 use crate::trace::{Event, Trace};
 use madsim::rand::Rng;
 use standby::protocol::{ConfigAck, RejectReason, Route, Subscribe, Write, WriteReply};
+use standby::service::loss::{self, Transmission};
 use standby::service::rpc::Peer;
 use standby::types::{NodeId, UserConfig, UserId, WriteId};
 use standby::wire::{read_frame, write_frame, Message};
@@ -16,6 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
+
+/// How long the user waits for a connection to the config center before trying afresh.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Every this many failed writes in a row, the user tries the paired node once.
 const FAILURES_BEFORE_PROBE: u32 = 3;
@@ -138,7 +142,13 @@ fn adopt(
 /// reconnects when the connection fails.
 async fn watch(context: Arc<UserContext>, route: Arc<Mutex<Option<Route>>>) {
     loop {
-        if let Ok(mut stream) = TcpStream::connect(context.center.as_str()).await {
+        let connect = async {
+            loss::delay(Transmission::Connect).await;
+            TcpStream::connect(context.center.as_str()).await
+        };
+        // A lost SYN is retried by TCP only after 1 s, then 2 s, 4 s...: a fresh attempt
+        // after a short timeout gets through sooner, as any client with a connect timeout.
+        if let Ok(Ok(mut stream)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             let subscribe = Message::Subscribe(Subscribe { user: context.user });
             if write_frame(&mut stream, &subscribe).await.is_ok() {
                 while let Ok(Message::Config(config)) = read_frame(&mut stream).await {

@@ -14,6 +14,7 @@ use standby::controller::{Action, Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
 use standby::service::config_center::{CenterObserver, CenterService};
 use standby::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
+use standby::service::loss::{self, Transmission};
 use standby::service::node::{NodeObserver, NodeOptions, NodeService};
 use standby::time::{Clock, Time};
 use standby::types::{Cluster, Epoch, NodeId, Shard, UserId};
@@ -72,7 +73,8 @@ pub fn run_with(scenario: &Scenario, seed: u64, mutation: Mutation, messages: bo
         scenario.network.latency_min_ms,
         scenario.network.latency_max_ms,
     );
-    config.net.packet_loss_rate = scenario.network.packet_loss_percent / 100.0;
+    // Loss is modelled as TCP retransmission delays (see `set_loss`), not by madsim.
+    config.net.packet_loss_rate = 0.0;
     let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, config);
     // A run that outlives its schedule by this much is stuck: fail it rather than hang.
     runtime.set_time_limit(Duration::from_secs(scenario.duration_s + 60) + DRAIN);
@@ -83,11 +85,34 @@ pub fn run_with(scenario: &Scenario, seed: u64, mutation: Mutation, messages: bo
         }
         false => Duration::ZERO,
     };
-    runtime.block_on(async move {
+    let out = runtime.block_on(async move {
         let world = World::build(scenario, mutation, messages).await;
         madsim::time::sleep(skew).await;
         world.run().await
-    })
+    });
+    loss::set_hook(None);
+    out
+}
+
+/// Linux's least retransmission timeout: what a lost segment costs at the least.
+pub const TCP_MIN_RTO: Duration = Duration::from_millis(200);
+/// Linux's first SYN retransmission timeout: what a lost connection attempt costs.
+const TCP_SYN_RTO: Duration = Duration::from_secs(1);
+
+/// From now on, each frame and connection attempt in this thread's world is lost with
+/// probability `percent`/100 per try, and costs TCP's retransmission timeouts when it is.
+fn set_loss(percent: f64) {
+    let rate = percent / 100.0;
+    if rate <= 0.0 {
+        return loss::set_hook(None);
+    }
+    loss::set_hook(Some(Box::new(move |transmission| {
+        let first = match transmission {
+            Transmission::Frame => TCP_MIN_RTO,
+            Transmission::Connect => TCP_SYN_RTO,
+        };
+        loss::retransmission_delay(first, || madsim::rand::thread_rng().gen_bool(rate))
+    })));
 }
 
 fn latency(min_ms: u64, max_ms: u64) -> std::ops::Range<Duration> {
@@ -133,6 +158,7 @@ struct World {
 impl World {
     async fn build(scenario: Scenario, mutation: Mutation, messages: bool) -> World {
         let handle = Handle::current();
+        set_loss(scenario.network.packet_loss_percent);
         let trace = Trace::new().with_messages(messages);
         let origin = madsim::time::Instant::now();
         let n = scenario.topology.nodes_per_cluster;
@@ -292,8 +318,8 @@ impl World {
                     self.scenario.network.packet_loss_percent
                 } else {
                     *percent
-                } / 100.0;
-                NetSim::current().update_config(|c| c.packet_loss_rate = rate);
+                };
+                set_loss(rate);
             }
             FaultKind::Latency { min_ms, max_ms } => {
                 let net = &self.scenario.network;

@@ -5,12 +5,19 @@ use crate::params::{cluster_available, Params};
 use crate::protocol::NodeReport;
 use crate::time::Time;
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+/// The most heartbeats remembered as unanswered per node: the oldest is what counts, and a
+/// node this far behind is long unavailable.
+const OUTSTANDING_MAX: usize = 64;
 
 /// What the controller knows of one node.
 #[derive(Clone, Debug, Default)]
 pub struct NodeView {
     /// When the node last answered a heartbeat within the timeout.
     pub last_ok_at: Option<Time>,
+    /// Heartbeats sent to it and not yet answered in time, oldest first: (round, sent at).
+    pub outstanding: VecDeque<(u64, Time)>,
     /// Its latest report (timely or not), and when it arrived.
     pub report: Option<(NodeReport, Time)>,
     /// The latest time, on the controller's clock, at which a lease it was granted may still
@@ -21,11 +28,31 @@ pub struct NodeView {
 }
 
 impl NodeView {
-    /// Whether the node counts as available at `now`: it answered in time no longer than the
-    /// heartbeat timeout ago. A node never heard from is given one timeout from `since`.
-    pub fn available(&self, now: Time, since: Time, params: &Params) -> bool {
-        let reference = self.last_ok_at.unwrap_or(since).max(since);
-        now.saturating_since(reference) <= params.heartbeat_timeout()
+    /// Whether the node counts as available at `now`: no heartbeat sent to it after the last
+    /// one it answered in time has gone unanswered for the heartbeat timeout (claim 4: "no
+    /// response within the preset time"). Each heartbeat gets its full timeout,
+    /// so one answer slowed by a lost packet does not count against the node as long as it
+    /// comes within the timeout, and detection still takes at most about one timeout plus one
+    /// interval from the failure.
+    pub fn available(&self, now: Time, params: &Params) -> bool {
+        (self.outstanding.front())
+            .is_none_or(|&(_, sent)| now.saturating_since(sent) < params.heartbeat_timeout())
+    }
+
+    /// A heartbeat of `round` was sent to the node at `sent`.
+    pub fn sent(&mut self, round: u64, sent: Time) {
+        if self.outstanding.len() < OUTSTANDING_MAX {
+            self.outstanding.push_back((round, sent));
+        }
+    }
+
+    /// The node answered the heartbeat of `round` in time at `now`: it and every earlier one
+    /// are settled.
+    pub fn answered(&mut self, round: u64, now: Time) {
+        self.last_ok_at = Some(now);
+        while self.outstanding.front().is_some_and(|&(r, _)| r <= round) {
+            self.outstanding.pop_front();
+        }
     }
 }
 

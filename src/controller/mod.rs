@@ -375,7 +375,7 @@ impl Controller {
             return; // Stale or duplicate.
         }
         if now.saturating_since(sent_at) <= self.params.heartbeat_timeout() {
-            view.last_ok_at = Some(now);
+            view.answered(report.round, now);
         }
         if report.role == Role::Fenced && report.epoch >= self.durable.epoch {
             // The node dropped its lease before sending this report and refuses grants of this
@@ -397,7 +397,6 @@ impl Controller {
     }
 
     fn evaluate(&mut self, cluster: Cluster, now: Time) {
-        let started_at = self.started_at;
         let mut params = self.params.clone();
         if crate::mutated!(self, NoDebounce) {
             // One missed round is enough: no timeout window, no debounce.
@@ -413,7 +412,7 @@ impl Controller {
         for node in self.topology.nodes(cluster) {
             let view = self.nodes.get_mut(&node).expect("every node has a view");
             let heard = view.last_ok_at.is_some() || !failed;
-            let up = heard && view.available(now, started_at, params);
+            let up = heard && view.available(now, params);
             available += up as usize;
             if view.down == up {
                 view.down = !up;
@@ -690,6 +689,10 @@ impl Controller {
     }
 
     fn push_heartbeat(&mut self, node: NodeId) {
+        let sent = self.round_sent_at[&self.round];
+        (self.nodes.get_mut(&node))
+            .expect("every node has a view")
+            .sent(self.round, sent);
         let heartbeat = Heartbeat {
             round: self.round,
             grant: self.grant(node),

@@ -3,6 +3,7 @@
 
 pub mod config_center;
 pub mod controller;
+pub mod loss;
 pub mod node;
 pub mod rpc;
 

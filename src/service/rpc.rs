@@ -78,6 +78,7 @@ impl Peer {
         request: &Message,
     ) -> Result<Message, WireError> {
         if connection.is_none() {
+            crate::service::loss::delay(crate::service::loss::Transmission::Connect).await;
             *connection = Some(TcpStream::connect(self.address.as_str()).await?);
         }
         let stream = connection.as_mut().expect("connected above");
