@@ -319,13 +319,20 @@ impl Node {
     }
 
     /// As primary: the next shipment for the backup, at most `max` entries, or `None` when
-    /// the node is not primary.
+    /// the node is not primary. While the backup's position is unknown (after a promotion or
+    /// a restart) the shipment is an empty probe: the backup answers with its position, and
+    /// a backup that is away does not cost a full batch on every retry.
     pub fn next_append(&self, max: usize) -> Option<Append> {
         if self.disk.role != Role::Primary {
             return None;
         }
-        let from = self.volatile.peer_lsn.unwrap_or(Lsn(0)).0 as usize;
+        let from = self.volatile.peer_lsn.map_or(0, |p| p.0 as usize);
         let from = from.min(self.disk.log.len());
+        let max = if self.volatile.peer_lsn.is_some() {
+            max
+        } else {
+            0
+        };
         let to = (from + max).min(self.disk.log.len());
         Some(Append {
             epoch: self.disk.epoch,

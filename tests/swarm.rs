@@ -178,7 +178,7 @@ fn every_option_stays_in_its_range() {
             (0.0..=5.0).contains(&s.network.packet_loss_percent),
             "{context}"
         );
-        let lossy = swarm::lossy(c);
+        let lossy = swarm::lossy(c, s.topology.nodes_per_cluster);
         assert!(lossy || s.network.packet_loss_percent == 0.0, "{context}");
         let window = FAULT_START_MS..=FAULT_START_MS + 30_000;
         let mut last_heal = 0;
