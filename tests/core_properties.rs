@@ -339,8 +339,16 @@ impl World {
         }
     }
 
-    /// Ships at most `max` log entries from `from` to its peer, as the replication link does.
+    /// Ships at most `max` log entries from `from` to its peer, as the replication link does
+    /// (first the empty probe that learns the peer's position, if it is not known yet).
     fn replicate(&mut self, from: NodeId, max: usize) {
+        if self.nodes[&from].volatile.peer_lsn.is_none() {
+            self.ship(from, max);
+        }
+        self.ship(from, max);
+    }
+
+    fn ship(&mut self, from: NodeId, max: usize) {
         let append = self.nodes[&from].next_append(max).expect("from is primary");
         let peer = self.nodes.get_mut(&from.peer()).expect("known peer");
         let reply = peer.on_append(&append, &mut Vec::new());
@@ -1705,4 +1713,134 @@ fn heartbeat_delayed_across_controller_restart_cannot_extend_a_lease_past_promot
         world.nodes[&a].volatile.lease,
         world.controller.leases_expire_at(Cluster::A)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Node availability: each heartbeat gets its full timeout
+// ---------------------------------------------------------------------------------------------
+
+/// Drives a controller whose nodes answer heartbeat `k` (counted per node from 0, sent at
+/// `sent`) after `rtt(node, k, sent)` ms, or never (`None`), until `end`; returns its notes
+/// with their times.
+fn drive_heartbeats(
+    params: Params,
+    rtt: impl Fn(NodeId, u64, Time) -> Option<u64>,
+    end: Time,
+) -> Vec<(Time, Note)> {
+    let mut controller = Controller::new(params, topology(3, &[], 0), Time::ZERO);
+    let mut arrivals: BTreeMap<(Time, u64), (NodeId, NodeReport)> = BTreeMap::new();
+    let mut sent: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let (mut notes, mut seq) = (Vec::new(), 0);
+    let mut now = Time::ZERO;
+    while now <= end {
+        let next_tick = controller.next_tick();
+        let next_arrival = arrivals.first_key_value().map(|((t, _), _)| *t);
+        match next_arrival.filter(|&t| t <= next_tick) {
+            Some(t) => {
+                now = t;
+                let (_, (node, report)) = arrivals.pop_first().expect("peeked");
+                controller.handle_report(now, node, report);
+            }
+            None => {
+                now = next_tick;
+                controller.tick(now);
+            }
+        }
+        while let Some(action) = controller.poll_action() {
+            match action {
+                Action::Heartbeat { node, heartbeat } => {
+                    let k = sent.entry(node).or_default();
+                    if let Some(after) = rtt(node, *k, now) {
+                        let mut fresh = Node::new(node);
+                        let report = fresh.on_heartbeat(&heartbeat, now, &mut Vec::new());
+                        seq += 1;
+                        arrivals.insert(
+                            (now + std::time::Duration::from_millis(after), seq),
+                            (node, report),
+                        );
+                    }
+                    *k += 1;
+                }
+                Action::Note(note) => notes.push((now, note)),
+                _ => {}
+            }
+        }
+    }
+    notes
+}
+
+fn declared_down(notes: &[(Time, Note)]) -> Vec<(Time, NodeId)> {
+    (notes.iter())
+        .filter_map(|(t, n)| match n {
+            Note::NodeDeclared {
+                node,
+                available: false,
+            } => Some((*t, *node)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Two answers in a row slowed by a retransmission (200 ms, within the 257 ms timeout) do not
+/// make a node unavailable, although no answer arrives for longer than the timeout: each
+/// heartbeat is judged against its own deadline. (Judged from the last answer instead, as
+/// before, this declared the node down and failed a two-node cluster over.)
+#[test]
+fn answers_slowed_within_the_timeout_keep_a_node_available() {
+    let params = Params {
+        heartbeat_interval_ms: 90,
+        heartbeat_timeout_ms: 257,
+        lease_duration_ms: 300,
+        ..Params::default()
+    };
+    let slow = |node: NodeId, k: u64, _: Time| match node.index == 0 && k % 20 >= 10 && k % 20 < 12
+    {
+        true => Some(210),
+        false => Some(10),
+    };
+    let notes = drive_heartbeats(params, slow, ms(10_000));
+    assert_eq!(declared_down(&notes), vec![], "{notes:?}");
+    // The same node, answering four heartbeats in a row too late (so that no answer comes
+    // within 257 ms of the first of them), is declared down each time.
+    let late = |node: NodeId, k: u64, _: Time| match node.index == 0 && k % 20 >= 10 && k % 20 < 14
+    {
+        true => Some(300),
+        false => Some(10),
+    };
+    let params = Params {
+        heartbeat_interval_ms: 90,
+        heartbeat_timeout_ms: 257,
+        lease_duration_ms: 300,
+        ..Params::default()
+    };
+    let notes = drive_heartbeats(params, late, ms(10_000));
+    let down = declared_down(&notes);
+    assert!(down.len() >= 5, "{notes:?}");
+    assert!(down.iter().all(|(_, n)| n.index == 0), "{down:?}");
+}
+
+/// A node that stops answering is declared down no later than one timeout plus one interval
+/// after its last answer was sent: detection stays at the floor its settings allow.
+#[test]
+fn a_silent_node_is_declared_down_within_timeout_plus_interval() {
+    for (interval, timeout) in [(100, 300), (50, 150), (90, 257), (500, 1500)] {
+        let params = Params {
+            heartbeat_interval_ms: interval,
+            heartbeat_timeout_ms: timeout,
+            lease_duration_ms: 3 * interval,
+            ..Params::default()
+        };
+        let silent_from = 5_000 + interval / 3;
+        let rtt = |node: NodeId, _: u64, sent: Time| {
+            (node != NodeId::new(Cluster::A, 1) || sent < ms(silent_from)).then_some(5)
+        };
+        let down = declared_down(&drive_heartbeats(params, rtt, ms(20_000)));
+        let (at, node) = *down.first().expect("the silent node is declared down");
+        assert_eq!(node, NodeId::new(Cluster::A, 1));
+        let after = at.saturating_since(ms(silent_from)).as_millis() as u64;
+        assert!(
+            after >= timeout.saturating_sub(interval) && after <= timeout + interval,
+            "interval {interval} timeout {timeout}: declared {after} ms after falling silent"
+        );
+    }
 }
