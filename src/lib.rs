@@ -8,6 +8,8 @@
 //! - [`protocol`] and [`wire`]: the messages and their framing.
 //! - [`service`]: the async services that drive all of the above over TCP, on real tokio or
 //!   inside madsim.
+//! - `real` (non-simulated builds only): the `standby controller` process, its config file,
+//!   state file and status listener.
 
 #![warn(missing_docs)]
 
@@ -32,6 +34,8 @@ pub mod mutation;
 pub mod node;
 pub mod params;
 pub mod protocol;
+#[cfg(not(madsim))]
+pub mod real;
 pub mod service;
 pub mod time;
 pub mod types;

@@ -31,6 +31,9 @@ pub trait ControllerObserver: Send + Sync {
     fn on_action(&self, now: Time, action: &Action);
     /// A node's report arrived at `now` (its clock). Nothing by default.
     fn on_report(&self, _now: Time, _node: NodeId, _report: &NodeReport) {}
+    /// The controller has handled an input or a tick and carried out its actions: its state
+    /// at `now` (its clock) is settled until the next one. Nothing by default.
+    fn on_state(&self, _now: Time, _controller: &Controller) {}
 }
 
 /// An observer that only logs.
@@ -154,6 +157,7 @@ pub async fn run_controller(
                 Action::Alarm(_) | Action::Note(_) => {}
             }
         }
+        observer.on_state(clock.now(), &controller);
         let wait = controller.next_tick().saturating_since(clock.now());
         // `biased`: an unbiased select draws its branch order from tokio's own random number
         // generator, which the simulator does not control.

@@ -1,0 +1,273 @@
+//! What `standby status` shows: a snapshot of the controller's state, taken after every input
+//! and tick, served as one JSON line to each connection on the status listener.
+//!
+//! The listener reads nothing and the snapshot is taken by the controller's own loop, so a
+//! slow or hostile status client can never hold the controller up.
+
+use crate::controller::{AlarmKind, Availability, Controller, Phase};
+use crate::types::Cluster;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The controller's state, for operators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The current epoch.
+    pub epoch: u64,
+    /// The writable cluster of the epoch (`a` or `b`).
+    pub primary: String,
+    /// `normal`, `failover` or `double failure`.
+    pub phase: String,
+    /// Both clusters, `a` first.
+    pub clusters: Vec<ClusterStatus>,
+    /// Alarms not yet closed, oldest first.
+    pub open_alarms: Vec<AlarmStatus>,
+    /// When the snapshot was taken (wall clock, ms since the Unix epoch): a stale one means
+    /// the controller's loop is stuck.
+    pub updated_unix_ms: u64,
+}
+
+/// One cluster, as the controller sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// `a` or `b`.
+    pub cluster: String,
+    /// `primary`, `backup`, or `backup (not rejoined)` after a failover.
+    pub role: String,
+    /// The declared (debounced) availability: `available` or `failed`.
+    pub availability: String,
+    /// Nodes that answered heartbeats in time at the last evaluation.
+    pub answering: usize,
+    /// Nodes in the cluster.
+    pub total: usize,
+}
+
+/// An open alarm.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlarmStatus {
+    /// The alarm's id.
+    pub id: u64,
+    /// `primary failed` (the first alarm) or `backup failed` (the second).
+    pub kind: String,
+    /// The cluster that failed.
+    pub cluster: String,
+    /// When it was raised, on the controller's clock (time since that controller started).
+    pub raised_at: String,
+    /// When it was raised (wall clock, ms since the Unix epoch), if this controller process
+    /// raised it; an alarm restored from the state file has only `raised_at`, on the clock of
+    /// an earlier process.
+    pub raised_unix_ms: Option<u64>,
+}
+
+/// The latest snapshot, shared by the controller's observer and the status listener.
+pub type Snapshot = Arc<Mutex<Option<Status>>>;
+
+impl Status {
+    /// The snapshot of `controller`; `raised` holds the wall-clock time of the alarms this
+    /// process raised.
+    pub fn of(controller: &Controller, raised: &BTreeMap<u64, SystemTime>) -> Status {
+        let durable = controller.durable();
+        let clusters = Cluster::BOTH
+            .into_iter()
+            .map(|cluster| cluster_status(controller, cluster))
+            .collect();
+        let open_alarms = (durable.open_alarms.values())
+            .map(|alarm| AlarmStatus {
+                id: alarm.id,
+                kind: kind_text(alarm.kind).to_string(),
+                cluster: alarm.cluster.to_string(),
+                raised_at: alarm.raised_at.to_string(),
+                raised_unix_ms: raised.get(&alarm.id).map(|t| unix_ms(*t)),
+            })
+            .collect();
+        Status {
+            epoch: durable.epoch.0,
+            primary: durable.primary.to_string(),
+            phase: phase_text(controller.phase()).to_string(),
+            clusters,
+            open_alarms,
+            updated_unix_ms: unix_ms(SystemTime::now()),
+        }
+    }
+}
+
+fn cluster_status(controller: &Controller, cluster: Cluster) -> ClusterStatus {
+    let durable = controller.durable();
+    let health = controller.health(cluster);
+    let role = match (cluster == durable.primary, durable.backup_joined) {
+        (true, _) => "primary",
+        (false, true) => "backup",
+        (false, false) => "backup (not rejoined)",
+    };
+    let availability = match health.declared {
+        Availability::Available => "available",
+        Availability::Failed => "failed",
+    };
+    ClusterStatus {
+        cluster: cluster.to_string(),
+        role: role.to_string(),
+        availability: availability.to_string(),
+        answering: health.last.0,
+        total: health.last.1,
+    }
+}
+
+fn phase_text(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Normal => "normal",
+        Phase::Failover { .. } => "failover",
+        Phase::DoubleFailure => "double failure",
+    }
+}
+
+fn kind_text(kind: AlarmKind) -> &'static str {
+    match kind {
+        AlarmKind::PrimaryFailed => "primary failed",
+        AlarmKind::BackupFailed => "backup failed",
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock set before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "epoch {}, primary {}, phase: {}",
+            self.epoch, self.primary, self.phase
+        )?;
+        for c in &self.clusters {
+            let (answering, total) = (c.answering, c.total);
+            writeln!(
+                f,
+                "{}: {} ({answering}/{total} answering), {}",
+                c.cluster, c.availability, c.role
+            )?;
+        }
+        if self.open_alarms.is_empty() {
+            return writeln!(f, "open alarms: none");
+        }
+        writeln!(f, "open alarms:")?;
+        for alarm in &self.open_alarms {
+            write!(
+                f,
+                "  #{} {} on {}, raised ",
+                alarm.id, alarm.kind, alarm.cluster
+            )?;
+            match alarm.raised_unix_ms {
+                Some(ms) => writeln!(f, "{} ago", ago(ms, self.updated_unix_ms))?,
+                None => writeln!(f, "before the controller's last restart")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `then` as seen from `now` (both ms since the Unix epoch), e.g. `1h 2m 3s`.
+fn ago(then: u64, now: u64) -> String {
+    let s = now.saturating_sub(then) / 1000;
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, s) => format!("{h}h {m}m {s}s"),
+    }
+}
+
+/// Answers every connection on `listener` with the snapshot as one JSON line, then closes
+/// it. Runs until dropped.
+pub async fn serve(listener: TcpListener, snapshot: Snapshot) {
+    let mut tasks = crate::service::Tasks::default();
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => tasks.spawn(answer(stream, snapshot.clone())),
+            // Out of file descriptors, say: back off rather than spin.
+            Err(e) => {
+                tracing::warn!(%e, "status listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, snapshot: Snapshot) {
+    let line = {
+        let status = snapshot.lock().expect("status lock");
+        match &*status {
+            Some(status) => serde_json::to_string(status).expect("a status serialises"),
+            None => r#"{"error":"the controller is starting"}"#.to_string(),
+        }
+    };
+    let write = async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.write_all(b"\n").await?;
+        stream.shutdown().await
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(5), write).await {
+        tracing::debug!(%e, "status client too slow");
+    }
+}
+
+/// Why `standby status` got no status.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No connection, or no answer in time.
+    #[error("cannot reach the controller's status listener at {address}: {reason}")]
+    Unreachable {
+        /// The address asked.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// An answer that is not a status.
+    #[error("the controller at {address} answered: {answer}")]
+    Unexpected {
+        /// The address asked.
+        address: String,
+        /// The answer (or its error field).
+        answer: String,
+    },
+}
+
+/// Asks the status listener at `address`: the raw JSON line and the status it holds.
+pub async fn query(address: &str, within: Duration) -> Result<(String, Status), QueryError> {
+    let unreachable = |reason: String| QueryError::Unreachable {
+        address: address.to_string(),
+        reason,
+    };
+    let read = async {
+        let mut stream = TcpStream::connect(address).await?;
+        let mut line = String::new();
+        // One line, and never more than a status could be (a wrong port could stream forever).
+        (&mut stream)
+            .take(1 << 20)
+            .read_to_string(&mut line)
+            .await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    let line = match tokio::time::timeout(within, read).await {
+        Ok(Ok(line)) => line.trim().to_string(),
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable(format!("no answer within {within:?}"))),
+    };
+    match serde_json::from_str::<Status>(&line) {
+        Ok(status) => Ok((line, status)),
+        Err(_) => Err(QueryError::Unexpected {
+            address: address.to_string(),
+            answer: error_field(&line).unwrap_or(line),
+        }),
+    }
+}
+
+fn error_field(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    Some(value.get("error")?.as_str()?.to_string())
+}

@@ -1,0 +1,555 @@
+// The real controller process's parts: its config file, its state file, and the whole process
+// (controller, config center, status listener) on real tokio.
+//
+// Compiled only WITHOUT `--cfg madsim` (see tests/real_loopback.rs). Run it as:
+//
+//     RUSTFLAGS="" cargo test --release -p standby --target-dir target/real --test real_controller
+#![cfg(not(madsim))]
+//! Config errors name file, line and field; the state file is atomic and never goes back an
+//! epoch; a controller whose nodes are all unreachable says so on its status listener.
+
+use standby::controller::{Alarm, AlarmKind, Durable};
+use standby::real::config::Config;
+use standby::real::run::Bound;
+use standby::real::status::{query, Status};
+use standby::real::store::{FileStore, StoreError};
+use standby::service::controller::Store;
+use standby::time::Time;
+use standby::types::{Cluster, Epoch, Lsn, Shard, UserId};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+// ---------------------------------------------------------------------------------------------
+// Config
+// ---------------------------------------------------------------------------------------------
+
+/// A valid config; the tests break one line of it at a time.
+const BASE: &str = r#"[controller]
+state_file = "state.json"
+status_listen = "127.0.0.1:7300"
+
+[params]
+heartbeat_interval_ms = 100
+lease_duration_ms = 300
+
+[config_center]
+listen = "127.0.0.1:7200"
+
+[clusters]
+a = ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
+b = ["127.0.0.1:7111", "127.0.0.1:7112", "127.0.0.1:7113"]
+
+[users]
+count = 5
+
+[[users.assign]]
+user = 4
+shard = 2
+"#;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(Path::new("controller.toml"), text).map_err(|e| e.to_string())
+}
+
+/// `BASE` with `from` replaced by `to` (which must occur), and the error it gives.
+fn error_with(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "{from:?} is not in the base config");
+    let text = BASE.replacen(from, to, 1);
+    parse(&text).expect_err("the broken config was accepted")
+}
+
+/// The 1-based line of `BASE` that starts with `start`.
+fn line(start: &str) -> usize {
+    1 + BASE
+        .lines()
+        .position(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no line starts with {start:?}"))
+}
+
+#[test]
+fn the_base_config_and_the_example_are_valid() {
+    let config = parse(BASE).expect("valid");
+    let topology = &config.topology;
+    assert_eq!(topology.nodes_per_cluster, 3);
+    assert_eq!(topology.addresses.len(), 6);
+    let users: Vec<(u32, u16)> = topology.users.iter().map(|(u, s)| (u.0, s.0)).collect();
+    assert_eq!(users, [(0, 0), (1, 1), (2, 2), (3, 0), (4, 2)]);
+    assert_eq!(config.params.heartbeat_timeout_ms, 300, "a default");
+
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/controller.toml");
+    let config = Config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.topology.nodes_per_cluster, 3);
+    assert_eq!(config.topology.users.len(), 6);
+    assert_eq!(config.topology.users[&UserId(5)], Shard(0));
+    assert_eq!(config.status_listen.to_string(), "127.0.0.1:7300");
+}
+
+#[test]
+fn an_unknown_field_is_named_with_its_line() {
+    let error = error_with(
+        "status_listen =",
+        "status_listen = \"127.0.0.1:7300\"\nstatus_port = 7300\n#",
+    );
+    let at = format!(
+        "controller.toml:{}: controller.status_port: unknown field",
+        line("status_listen") + 1
+    );
+    assert!(error.starts_with(&at), "{error}");
+
+    let error = error_with("[users]", "[user]");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: user: unknown field",
+            line("[users]")
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn mismatched_cluster_sizes_are_refused() {
+    let error = error_with(", \"127.0.0.1:7113\"]", "]");
+    let expected = format!(
+        "controller.toml:{}: clusters.b: 2 nodes, but clusters.a has 3 (node i of a pairs with node i of b)",
+        line("b = ")
+    );
+    assert_eq!(error, expected);
+}
+
+#[test]
+fn duplicate_and_malformed_addresses_are_refused() {
+    let error = error_with("\"127.0.0.1:7112\"", "\"127.0.0.1:7102\"");
+    let at = format!(
+        "controller.toml:{}: clusters.b[1]: 127.0.0.1:7102 is node b/1, and already node a/1",
+        line("b = ")
+    );
+    assert_eq!(error, at);
+
+    let error = error_with("\"127.0.0.1:7101\"", "\"127.0.0.1\"");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: clusters.a[0]: ",
+            line("a = ")
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_shard_or_user_that_does_not_exist_is_refused() {
+    let error = error_with("shard = 2", "shard = 3");
+    let expected = format!(
+        "controller.toml:{}: users.assign[0].shard: shard 3 does not exist (shards are 0 to 2)",
+        line("shard = ")
+    );
+    assert_eq!(error, expected);
+
+    let error = error_with("user = 4", "user = 5");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: users.assign[0].user: user 5 does not exist",
+            line("user = ")
+        )),
+        "{error}"
+    );
+
+    let error = error_with("shard = 2", "shard = -1");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: users.assign[0].shard: ",
+            line("shard = ")
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_params_are_named_with_their_line() {
+    let error = error_with("lease_duration_ms = 300", "lease_duration_ms = 100");
+    let expected = format!(
+        "controller.toml:{}: params.lease_duration_ms: lease_duration_ms (100) must exceed heartbeat_interval_ms (100), or leases lapse between renewals",
+        line("lease_duration_ms")
+    );
+    assert_eq!(error, expected);
+
+    let error = error_with(
+        "heartbeat_interval_ms = 100",
+        "heartbeat_interval_ms = \"fast\"",
+    );
+    let at = format!(
+        "controller.toml:{}: params.heartbeat_interval_ms: invalid type",
+        line("heartbeat_interval_ms")
+    );
+    assert!(error.starts_with(&at), "{error}");
+
+    // A default that does not fit: the error is on the [params] line, and names the field.
+    let error = error_with(
+        "heartbeat_interval_ms = 100\nlease_duration_ms = 300",
+        "heartbeat_interval_ms = 400",
+    );
+    let at = format!(
+        "controller.toml:{}: params.lease_duration_ms: ",
+        line("[params]")
+    );
+    assert!(error.starts_with(&at), "{error}");
+}
+
+#[test]
+fn missing_fields_and_bad_syntax_are_named() {
+    let error = error_with("status_listen = \"127.0.0.1:7300\"\n", "");
+    let at = format!(
+        "controller.toml:{}: controller.status_listen: missing field",
+        line("[controller]")
+    );
+    assert!(error.starts_with(&at), "{error}");
+
+    let error = error_with("count = 5", "count = 5 5");
+    assert!(
+        error.starts_with(&format!("controller.toml:{}: syntax: ", line("count = "))),
+        "{error}"
+    );
+
+    let error = error_with("listen = \"127.0.0.1:7200\"", "listen = \"localhost\"");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: config_center.listen: ",
+            line("listen = ")
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let error = Config::load(Path::new("/nonexistent/controller.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("/nonexistent/controller.toml: cannot read"),
+        "{error}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// State file
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh, empty directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "standby-real-controller-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    dir
+}
+
+fn durable(epoch: u64) -> Durable {
+    let alarm = Alarm {
+        id: 3,
+        kind: AlarmKind::PrimaryFailed,
+        cluster: Cluster::A,
+        raised_at: Time::from_millis(1234),
+        epoch: Epoch(epoch),
+        available_nodes: (1, 3),
+        recovery_point: BTreeMap::new(),
+    };
+    Durable {
+        epoch: Epoch(epoch),
+        primary: Cluster::B,
+        backup_joined: false,
+        stop_points: [(Shard(0), Lsn(17)), (Shard(2), Lsn(4))].into(),
+        stop_caps: [(Shard(1), Lsn(9))].into(),
+        open_alarms: [(3, alarm)].into(),
+        next_alarm_id: 4,
+        failing_over: true,
+        incarnation: 7,
+    }
+}
+
+#[test]
+fn the_state_file_round_trips_and_is_replaced_atomically() {
+    let dir = temp_dir("round-trip");
+    let path = dir.join("state.json");
+    let store = FileStore::open(&path).expect("no file is a first start");
+    assert_eq!(store.load(), None);
+    store.save(&durable(2));
+    store.save(&durable(3));
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["state.json"], "no temporary file left behind");
+    let reopened = FileStore::open(&path).expect("a valid file");
+    assert_eq!(reopened.load(), Some(durable(3)));
+}
+
+#[test]
+fn a_corrupt_state_file_is_refused_not_replaced() {
+    let dir = temp_dir("corrupt");
+    let path = dir.join("state.json");
+    for garbage in ["", "{\"epoch\": 3", "not json at all"] {
+        std::fs::write(&path, garbage).unwrap();
+        let error = FileStore::open(&path).expect_err("a corrupt file must be refused");
+        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            garbage,
+            "left as it was"
+        );
+    }
+    let error = FileStore::open(dir.join("no-such-dir/state.json")).expect_err("no directory");
+    assert!(
+        error.to_string().contains("no-such-dir/state.json"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_lower_epoch_is_never_saved() {
+    let dir = temp_dir("lower-epoch");
+    let path = dir.join("state.json");
+    FileStore::open(&path).unwrap().save(&durable(5));
+    let store = FileStore::open(&path).unwrap();
+    store.save(&durable(4));
+    assert_eq!(
+        FileStore::open(&path).unwrap().load(),
+        Some(durable(5)),
+        "the disk copy is kept"
+    );
+    store.save(&durable(6));
+    assert_eq!(FileStore::open(&path).unwrap().load(), Some(durable(6)));
+    store.save(&durable(5));
+    assert_eq!(FileStore::open(&path).unwrap().load(), Some(durable(6)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole process
+// ---------------------------------------------------------------------------------------------
+
+/// The longest wait for the controller to declare both clusters failed (a few timeouts).
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// `n` loopback addresses where nothing listens: bound once to get a free port, then let go.
+fn dead_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| format!("\"{}\"", l.local_addr().unwrap()))
+        .collect()
+}
+
+fn process_config(dir: &Path) -> String {
+    let (a, b) = (dead_addresses(3).join(", "), dead_addresses(3).join(", "));
+    let alarms = dir.join("alarms.jsonl");
+    format!(
+        r#"[controller]
+state_file = "{state}"
+status_listen = "127.0.0.1:0"
+alarm_command = ["sh", "-c", "cat >> {alarms}"]
+
+[params]
+heartbeat_interval_ms = 50
+heartbeat_timeout_ms = 150
+lease_duration_ms = 150
+
+[config_center]
+listen = "127.0.0.1:0"
+
+[clusters]
+a = [{a}]
+b = [{b}]
+
+[users]
+count = 4
+"#,
+        state = dir.join("state.json").display(),
+        alarms = alarms.display(),
+    )
+}
+
+/// A controller process started in this test's runtime; stops when the sender is dropped.
+async fn start(config: &Config) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let bound = Bound::bind(config.clone()).await.expect("bound");
+    let address = bound.status_address().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        bound
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("a clean stop");
+    });
+    (address, stop, task)
+}
+
+/// Polls the status until `done` holds, for at most `SETTLE`.
+async fn status_until(address: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let answer = query(address, Duration::from_secs(1)).await;
+        if let Ok((_, status)) = &answer {
+            if done(status) {
+                return status.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "last status: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn summary(status: &Status) -> Vec<String> {
+    let clusters = status.clusters.iter().map(|c| {
+        format!(
+            "{} {} {}/{} {}",
+            c.cluster, c.availability, c.answering, c.total, c.role
+        )
+    });
+    let alarms = status
+        .open_alarms
+        .iter()
+        .map(|a| format!("#{} {} on {}", a.id, a.kind, a.cluster));
+    clusters.chain(alarms).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_with_no_node_answering_reports_a_double_failure() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = temp_dir("process");
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, process_config(&dir)).unwrap();
+    let config = Config::load(&file).expect("a valid config");
+
+    // Nothing answers: a fails, then b is checked and found failed too.
+    let (address, stop, task) = start(&config).await;
+    let status = status_until(&address, |s| {
+        s.phase == "double failure" && s.open_alarms.len() == 2
+    })
+    .await;
+    assert_eq!((status.epoch, status.primary.as_str()), (1, "a"));
+    assert_eq!(
+        summary(&status),
+        [
+            "a failed 0/3 primary",
+            "b failed 0/3 backup",
+            "#1 primary failed on a",
+            "#2 backup failed on b"
+        ]
+    );
+    assert!(status
+        .open_alarms
+        .iter()
+        .all(|a| a.raised_unix_ms.is_some()));
+
+    // The binary's `status` says the same, as text and as JSON.
+    let text = run_binary(&["status", "--controller", &address]);
+    for expected in [
+        "epoch 1, primary a, phase: double failure",
+        "a: failed (0/3 answering), primary",
+        "b: failed (0/3 answering), backup",
+        "#1 primary failed on a, raised ",
+        "#2 backup failed on b",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    let json: Status =
+        serde_json::from_str(&run_binary(&["status", "--controller", &address, "--json"]))
+            .expect("JSON");
+    assert_eq!(json.epoch, 1);
+
+    // The alarm command got each alarm as one JSON object.
+    let alarms = wait_for_lines(&dir.join("alarms.jsonl"), 2).await;
+    for (line, kind) in alarms.iter().zip(["PrimaryFailed", "BackupFailed"]) {
+        let event: serde_json::Value =
+            serde_json::from_str(line).expect("one JSON object per line");
+        assert_eq!(event["Raised"]["kind"], kind, "{line}");
+    }
+
+    // A restart resumes from the state file: same epoch, same open alarms.
+    drop(stop);
+    task.await.expect("stopped cleanly");
+    let saved = FileStore::open(&config.state_file)
+        .expect("valid")
+        .load()
+        .expect("saved");
+    assert_eq!((saved.epoch, saved.open_alarms.len()), (Epoch(1), 2));
+    let (address, stop, task) = start(&config).await;
+    let status = status_until(&address, |s| s.phase == "double failure").await;
+    assert_eq!(status.epoch, 1);
+    assert_eq!(status.open_alarms.len(), 2);
+    assert!(
+        status
+            .open_alarms
+            .iter()
+            .all(|a| a.raised_unix_ms.is_none()),
+        "raised by the earlier process"
+    );
+    drop(stop);
+    task.await.expect("stopped cleanly");
+}
+
+#[test]
+fn the_binary_refuses_a_bad_config_with_exit_status_2() {
+    let dir = temp_dir("bad-config");
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, BASE.replacen("count = 5", "count = -5", 1)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["controller", "--config"])
+        .arg(&file)
+        .output()
+        .expect("the binary runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let at = format!("{}:{}: users.count: ", file.display(), line("count = "));
+    assert!(stderr.contains(&at), "{stderr}");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["controller", "--confg", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "a bad flag");
+}
+
+/// Runs the standby binary (off the runtime's worker threads) and returns its stdout.
+fn run_binary(args: &[&str]) -> String {
+    let output = tokio::task::block_in_place(|| {
+        Command::new(env!("CARGO_BIN_EXE_standby"))
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    });
+    assert!(
+        output.status.success(),
+        "standby {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The file's lines, once it has at least `n`.
+async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(Instant::now() < deadline, "{}: {lines:?}", path.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
