@@ -1,14 +1,17 @@
 //! The controller core's cost as the system grows: one heartbeat round (tick, every heartbeat
 //! out, every report back) at 10, 1,000 and 10,000 nodes per cluster, and the per-user config
-//! rewrite of a failover at 1,000, 100,000 and 1,000,000 users. Run with
+//! rewrite of a failover and the whole re-route and publication (rewrite, publication frame,
+//! config center, one push per user) at 1,000, 100,000 and 1,000,000 users. Run with
 //! `cargo bench --bench controller`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use standby::config_center::ConfigCenter;
 use standby::controller::{Action, Controller, Topology};
 use standby::params::Params;
-use standby::protocol::{NodeReport, Role};
+use standby::protocol::{NodeReport, Publish, Role};
 use standby::time::Time;
-use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserId};
+use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
+use standby::wire::{decode, encode, Message};
 
 use std::hint::black_box;
 
@@ -95,5 +98,43 @@ fn rewrite_configs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, heartbeat_round, rewrite_configs);
+/// A whole failover publication as the CPU sees it, without the network: rewrite every
+/// user's config, encode the publication frame, decode and store it at the config center,
+/// and encode each user's push.
+fn reroute_and_publish(c: &mut Criterion) {
+    let mut group = c.benchmark_group("reroute_and_publish");
+    group.sample_size(10);
+    for users in [1_000u32, 100_000, 1_000_000] {
+        let controller = Controller::new(Params::default(), topology(64, users), Time::ZERO);
+        group.throughput(Throughput::Elements(users as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(users), &users, |b, _| {
+            b.iter(|| {
+                let configs = controller.rewrite_configs();
+                let publish = Message::Publish(Publish {
+                    epoch: Epoch(2),
+                    configs,
+                });
+                let frame = encode(&publish).expect("a publication encodes");
+                let Ok(Message::Publish(publish)) = decode(&frame[4..]) else {
+                    panic!("the frame decodes to the publication");
+                };
+                let pushes: Vec<UserConfig> = publish.configs.clone();
+                let mut center = ConfigCenter::new();
+                center.publish(publish);
+                let bytes: usize = (pushes.into_iter())
+                    .map(|config| encode(&Message::Config(config)).expect("encodes").len())
+                    .sum();
+                black_box((frame.len(), bytes))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    heartbeat_round,
+    rewrite_configs,
+    reroute_and_publish
+);
 criterion_main!(benches);
