@@ -3,7 +3,7 @@
 
 use crate::node::{Node, NodeEvent};
 use crate::protocol::{RejectReason, WriteReply};
-use crate::service::rpc::Peer;
+use crate::service::rpc::{Peer, RpcError};
 use crate::service::Tasks;
 use crate::time::Clock;
 use crate::types::NodeId;
@@ -234,6 +234,11 @@ impl NodeService {
                         tokio::time::sleep(timeout).await;
                     }
                 }
+                // A call that timed out has already waited its timeout: try again at once, on
+                // a fresh connection. Under packet loss a lost frame costs TCP at least 200 ms,
+                // so a replication timeout that short fails calls by chance; sleeping on top of
+                // each such failure left a backup behind for seconds.
+                Err(RpcError::Timeout(_)) => {}
                 _ => tokio::time::sleep(timeout).await,
             }
         }
