@@ -15,7 +15,7 @@ mod alarm;
 mod health;
 
 pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
-pub use health::{Availability, ClusterHealth, NodeView};
+pub use health::{Availability, ClusterHealth, NodeTable, NodeView};
 
 use crate::params::Params;
 use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route};
@@ -196,7 +196,7 @@ pub struct Controller {
     durable: Durable,
     phase: Phase,
     health: BTreeMap<Cluster, ClusterHealth>,
-    nodes: BTreeMap<NodeId, NodeView>,
+    nodes: NodeTable,
     /// When the controller (re)started: nodes get one timeout of grace, and every lease granted
     /// before a restart is treated as live until one lease wait after it.
     started_at: Time,
@@ -240,10 +240,7 @@ impl Controller {
         now: Time,
     ) -> Controller {
         let n = topology.nodes_per_cluster as usize;
-        let nodes = topology
-            .all_nodes()
-            .map(|node| (node, NodeView::default()))
-            .collect();
+        let nodes = NodeTable::new(topology.nodes_per_cluster);
         durable.incarnation += 1;
         let presumed_failed = |cluster: Cluster| {
             let alarmed = durable.open_alarms.values().any(|a| a.cluster == cluster);
@@ -322,7 +319,7 @@ impl Controller {
 
     /// What the controller knows of a node.
     pub fn node(&self, node: NodeId) -> Option<&NodeView> {
-        self.nodes.get(&node)
+        self.nodes.get(node)
     }
 
     /// When [`Controller::tick`] should next be called.
@@ -340,7 +337,7 @@ impl Controller {
         let restart_bound = self.started_at + self.params.lease_wait();
         self.topology
             .nodes(cluster)
-            .map(|n| self.nodes[&n].lease_until)
+            .map(|n| self.nodes[n].lease_until)
             .fold(restart_bound, Time::max)
     }
 
@@ -364,7 +361,7 @@ impl Controller {
         let Some(sent_at) = self.round_sent_at.get(&report.round).copied() else {
             return; // From before a restart, or far too old to tell anything.
         };
-        let Some(view) = self.nodes.get_mut(&node) else {
+        let Some(view) = self.nodes.get_mut(node) else {
             return;
         };
         if view
@@ -410,7 +407,7 @@ impl Controller {
         let failed = !self.health[&cluster].is_available();
         let mut available = 0;
         for node in self.topology.nodes(cluster) {
-            let view = self.nodes.get_mut(&node).expect("every node has a view");
+            let view = self.nodes.get_mut(node).expect("every node has a view");
             let heard = view.last_ok_at.is_some() || !failed;
             let up = heard && view.available(now, params);
             available += up as usize;
@@ -519,7 +516,7 @@ impl Controller {
         }
         let epoch = self.durable.epoch;
         self.topology.nodes(self.durable.primary.other()).all(|n| {
-            self.nodes[&n].report.as_ref().is_some_and(|(r, _)| {
+            self.nodes[n].report.as_ref().is_some_and(|(r, _)| {
                 r.epoch > epoch || (r.epoch == epoch && r.role == Role::Stopped)
             })
         })
@@ -690,7 +687,7 @@ impl Controller {
 
     fn push_heartbeat(&mut self, node: NodeId) {
         let sent = self.round_sent_at[&self.round];
-        (self.nodes.get_mut(&node))
+        (self.nodes.get_mut(node))
             .expect("every node has a view")
             .sent(self.round, sent);
         let heartbeat = Heartbeat {
@@ -715,7 +712,7 @@ impl Controller {
         } else {
             3_600_000
         };
-        let view = self.nodes.get_mut(&node)?;
+        let view = self.nodes.get_mut(node)?;
         let (report, received_at) = view.report.as_ref()?;
         if report.epoch != epoch || report.role != Role::Primary {
             return None;
@@ -764,7 +761,7 @@ impl Controller {
     /// The desired command, unless the node's latest report shows it is already carried out.
     fn pending_command(&self, node: NodeId) -> Option<Command> {
         let command = self.desired(node)?;
-        let report = self.nodes[&node].report.as_ref().map(|(r, _)| r);
+        let report = self.nodes[node].report.as_ref().map(|(r, _)| r);
         match report {
             Some(r) if command_done(&command, r) => None,
             _ => Some(command),
@@ -811,7 +808,7 @@ impl Controller {
         let since = alarm.epoch;
         let mut losses = BTreeMap::new();
         for node in self.topology.nodes(cluster) {
-            let quarantine = self.nodes[&node].report.as_ref().and_then(|(r, _)| {
+            let quarantine = self.nodes[node].report.as_ref().and_then(|(r, _)| {
                 let joined = r.role == Role::Backup && r.epoch > since;
                 joined.then(|| r.quarantine.clone()).flatten()
             });
@@ -856,9 +853,9 @@ impl Controller {
         self.topology
             .nodes(failed)
             .map(|node| {
-                let primary = self.nodes[&node].report.as_ref();
+                let primary = self.nodes[node].report.as_ref();
                 let primary_reported = primary.map(|(r, at)| (r.last_lsn, *at));
-                let backup = self.nodes[&node.peer()].report.as_ref();
+                let backup = self.nodes[node.peer()].report.as_ref();
                 let frozen = |r: &NodeReport| r.epoch == epoch && r.role == Role::Stopped;
                 let any = crate::mutated!(self, KeepReplicating);
                 let backup_applied = backup
@@ -874,7 +871,7 @@ impl Controller {
                     backup_applied,
                     primary_reported,
                     surely_unapplied,
-                    window_end: self.nodes[&node].lease_until.max(restart_bound),
+                    window_end: self.nodes[node].lease_until.max(restart_bound),
                 };
                 (node.shard(), point)
             })
