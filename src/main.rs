@@ -31,6 +31,17 @@ enum Command {
         #[arg(long)]
         config: std::path::PathBuf,
     },
+    /// Prepare the Redis servers of a controller config: write their ACL file (mode 0600) and
+    /// print the redis.conf lines that load it. Apply them to every server, then restart it.
+    #[cfg(not(madsim))]
+    RedisSetup {
+        /// The controller's config file (its `[redis]` table).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Where to write the ACL file (a path each redis-server can read).
+        #[arg(long)]
+        acl_file: std::path::PathBuf,
+    },
     /// Ask a running controller for its state.
     #[cfg(not(madsim))]
     Status {
@@ -57,6 +68,8 @@ fn main() {
         Command::Controller { config } => real::controller(&config),
         #[cfg(not(madsim))]
         Command::Status { controller, json } => real::status(&controller, json),
+        #[cfg(not(madsim))]
+        Command::RedisSetup { config, acl_file } => real::redis_setup(&config, &acl_file),
     }
 }
 
@@ -85,10 +98,42 @@ mod real {
         });
         if let Err(e) = result {
             let code = match e {
-                standby::real::run::RunError::Store(_) => EXIT_USAGE,
+                standby::real::run::RunError::Store(_)
+                | standby::real::run::RunError::Node { .. }
+                | standby::real::run::RunError::Secret(_) => EXIT_USAGE,
                 _ => EXIT_FAILURE,
             };
             fail(code, &e);
+        }
+    }
+
+    /// `standby redis-setup --config FILE --acl-file PATH`.
+    pub fn redis_setup(file: &Path, acl_file: &Path) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let config = Config::load(file).unwrap_or_else(|e| fail(EXIT_USAGE, &e));
+        let redis = &config.redis;
+        let acl =
+            standby::real::redis_setup::acl_file(redis).unwrap_or_else(|e| fail(EXIT_USAGE, &e));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(acl_file)
+            .and_then(|mut f| f.write_all(acl.as_bytes()));
+        if let Err(e) = written {
+            fail(EXIT_FAILURE, &format!("{}: {e}", acl_file.display()));
+        }
+        let path = acl_file.display().to_string();
+        let settings = standby::real::redis_setup::server_settings(redis, &path)
+            .unwrap_or_else(|e| fail(EXIT_USAGE, &e));
+        println!(
+            "# Add to the redis.conf of every server in {}:",
+            file.display()
+        );
+        for (key, value) in settings {
+            println!("{key} {value}");
         }
     }
 

@@ -42,6 +42,13 @@ listen = "127.0.0.1:7200"
 a = ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
 b = ["127.0.0.1:7111", "127.0.0.1:7112", "127.0.0.1:7113"]
 
+[redis]
+agent_user = "agent"
+agent_password = "pa"
+writer_user = "writer"
+writer_password = "pw"
+quarantine_dir = "quarantine"
+
 [users]
 count = 5
 
@@ -85,6 +92,11 @@ fn the_base_config_and_the_example_are_valid() {
     assert_eq!(config.topology.users.len(), 6);
     assert_eq!(config.topology.users[&UserId(5)], Shard(0));
     assert_eq!(config.status_listen.to_string(), "127.0.0.1:7300");
+    assert_eq!(config.redis.agent_user, "agent");
+    assert!(
+        config.redis.quarantine_dir.is_absolute(),
+        "made absolute by load"
+    );
 }
 
 #[test]
@@ -217,6 +229,28 @@ fn missing_fields_and_bad_syntax_are_named() {
         error.starts_with(&format!(
             "controller.toml:{}: config_center.listen: ",
             line("listen = ")
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn each_redis_password_is_given_exactly_one_way() {
+    let error = error_with(
+        "agent_password = \"pa\"",
+        "agent_password = \"pa\"\nagent_password_file = \"pa.txt\"",
+    );
+    let expected = format!(
+        "controller.toml:{}: redis.agent_password: give exactly one of agent_password and agent_password_file",
+        line("agent_password")
+    );
+    assert_eq!(error, expected);
+
+    let error = error_with("writer_password = \"pw\"\n", "");
+    assert!(
+        error.starts_with(&format!(
+            "controller.toml:{}: redis.writer: ",
+            line("[redis]")
         )),
         "{error}"
     );
@@ -369,6 +403,13 @@ listen = "127.0.0.1:0"
 [clusters]
 a = [{a}]
 b = [{b}]
+
+[redis]
+agent_user = "agent"
+agent_password = "pa"
+writer_user = "writer"
+writer_password = "pw"
+quarantine_dir = "quarantine"
 
 [users]
 count = 4

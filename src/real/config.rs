@@ -1,5 +1,6 @@
 //! The controller's TOML config file: where it keeps its state, where it listens, its
-//! parameters, the two clusters' node addresses and the users.
+//! parameters, the two clusters' nodes (Redis servers, by address), how to log in to them,
+//! and the users.
 //!
 //! Every error names the file, the line and the field (`controller.toml:12: clusters.b: ...`):
 //! an operator fixing a config at 3 a.m. should not have to guess which of six addresses is
@@ -56,8 +57,60 @@ pub struct Config {
     pub params: Params,
     /// Where this process serves the config center.
     pub config_center_listen: SocketAddr,
-    /// The clusters' node addresses and the users' shards.
+    /// The clusters' node addresses (Redis servers) and the users' shards.
     pub topology: Topology,
+    /// How the controller logs in to the Redis servers, and where quarantines go.
+    pub redis: RedisConfig,
+}
+
+/// The Redis side: the ACL users (see `standby redis-setup`) and the quarantine directory.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    /// The user the controller drives each server as (grants, fences, REPLICAOF).
+    pub agent_user: String,
+    /// Its password.
+    pub agent_password: Secret,
+    /// The user applications write as, through the library only (`FCALL standby_write`).
+    pub writer_user: String,
+    /// Its password.
+    pub writer_password: Secret,
+    /// Where an old primary's divergent writes are exported before it follows the new one.
+    pub quarantine_dir: PathBuf,
+}
+
+/// A password: in the config file, or in a file of its own (read at startup; one trailing
+/// newline dropped) so that the config itself can be world-readable.
+#[derive(Clone)]
+pub enum Secret {
+    /// Given inline.
+    Inline(String),
+    /// The file holding it (made absolute by [`Config::load`]).
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    /// Never prints the password itself (configs end up in logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => write!(f, "Secret(inline)"),
+            Secret::File(path) => write!(f, "Secret(file {})", path.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// The password. A file's error names the file.
+    pub fn read(&self) -> std::io::Result<String> {
+        match self {
+            Secret::Inline(password) => Ok(password.clone()),
+            Secret::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                })?;
+                Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -68,7 +121,20 @@ struct RawConfig {
     params: Params,
     config_center: RawCenter,
     clusters: RawClusters,
+    redis: RawRedis,
     users: RawUsers,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    agent_user: String,
+    agent_password: Option<String>,
+    agent_password_file: Option<PathBuf>,
+    writer_user: String,
+    writer_password: Option<String>,
+    writer_password_file: Option<PathBuf>,
+    quarantine_dir: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -117,9 +183,21 @@ impl Config {
             source,
         })?;
         let mut config = Config::parse(file, &text)?;
-        if config.state_file.is_relative() {
-            let dir = file.parent().unwrap_or(Path::new(""));
-            config.state_file = dir.join(&config.state_file);
+        let dir = file.parent().unwrap_or(Path::new(""));
+        let absolute = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = dir.join(&*path);
+            }
+        };
+        absolute(&mut config.state_file);
+        absolute(&mut config.redis.quarantine_dir);
+        for secret in [
+            &mut config.redis.agent_password,
+            &mut config.redis.writer_password,
+        ] {
+            if let Secret::File(path) = secret {
+                absolute(path);
+            }
         }
         Ok(config)
     }
@@ -138,6 +216,7 @@ impl Config {
             return Err(err(&["controller", "alarm_command"], reason));
         }
         let topology = topology(&raw.clusters, &raw.users, &spans)?;
+        let redis = redis(raw.redis, &spans)?;
         Ok(Config {
             file: file.to_path_buf(),
             state_file: raw.controller.state_file,
@@ -146,6 +225,7 @@ impl Config {
             params: raw.params,
             config_center_listen: raw.config_center.listen,
             topology,
+            redis,
         })
     }
 
@@ -167,6 +247,29 @@ pub fn connectable(address: SocketAddr) -> SocketAddr {
         }
         _ => address,
     }
+}
+
+/// Checks the `[redis]` table: each password given exactly one way.
+fn redis(raw: RawRedis, spans: &Spans) -> Result<RedisConfig, ConfigError> {
+    let secret = |inline: Option<String>, file: Option<PathBuf>, name: &str| match (inline, file) {
+        (Some(password), None) => Ok(Secret::Inline(password)),
+        (None, Some(path)) => Ok(Secret::File(path)),
+        (inline, _) => {
+            let field = match inline {
+                Some(_) => format!("{name}_password"),
+                None => name.to_string(),
+            };
+            let reason = format!("give exactly one of {name}_password and {name}_password_file");
+            Err(spans.error(&["redis", &field], reason))
+        }
+    };
+    Ok(RedisConfig {
+        agent_password: secret(raw.agent_password, raw.agent_password_file, "agent")?,
+        writer_password: secret(raw.writer_password, raw.writer_password_file, "writer")?,
+        agent_user: raw.agent_user,
+        writer_user: raw.writer_user,
+        quarantine_dir: raw.quarantine_dir,
+    })
 }
 
 /// Checks the clusters and users and builds the topology.

@@ -4,14 +4,18 @@
 use crate::config_center::ConfigCenter;
 use crate::real::config::{connectable, Config};
 use crate::real::observer::RealObserver;
+use crate::real::redis_node::{LinkError, RedisNode, RedisNodeOptions};
 use crate::real::status::{self, Snapshot};
 use crate::real::store::{FileStore, StoreError};
 use crate::service::config_center::{CenterService, LogCenterObserver};
-use crate::service::controller::{run_controller, ControllerOptions, Store};
+use crate::service::controller::{run_controller, ControllerOptions, NodeLink, Store};
 use crate::service::Tasks;
 use crate::time::Clock;
+use crate::types::NodeId;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -31,6 +35,17 @@ pub enum RunError {
         /// Why.
         source: std::io::Error,
     },
+    /// A node's state file, a password or the quarantine directory cannot be used.
+    #[error("node {node}: {source}")]
+    Node {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        source: LinkError,
+    },
+    /// A password file cannot be read.
+    #[error("redis password: {0}")]
+    Secret(std::io::Error),
     /// The controller's loop ended (a failed save stops it on purpose).
     #[error("the controller stopped: {0}")]
     Stopped(String),
@@ -41,6 +56,7 @@ pub enum RunError {
 pub struct Bound {
     config: Config,
     store: Arc<FileStore>,
+    links: BTreeMap<NodeId, Arc<RedisNode>>,
     center: TcpListener,
     status: TcpListener,
 }
@@ -50,14 +66,21 @@ impl Bound {
     /// the config center's and the status listener's addresses.
     pub async fn bind(config: Config) -> Result<Bound, RunError> {
         let store = Arc::new(FileStore::open(&config.state_file)?);
+        let links = redis_links(&config)?;
         let center = listen("config center", config.config_center_listen).await?;
         let status = listen("status", config.status_listen).await?;
         Ok(Bound {
             config,
             store,
+            links,
             center,
             status,
         })
+    }
+
+    /// The link to each node's Redis server (to look at the node's state, in tests).
+    pub fn links(&self) -> &BTreeMap<NodeId, Arc<RedisNode>> {
+        &self.links
     }
 
     /// The status listener's address, as bound.
@@ -78,6 +101,7 @@ impl Bound {
         let Bound {
             config,
             store,
+            links,
             center,
             status,
         } = self;
@@ -95,8 +119,13 @@ impl Bound {
         let snapshot: Snapshot = Arc::new(Mutex::new(None));
         tasks.spawn(status::serve(status, snapshot.clone()));
         let observer = Arc::new(RealObserver::new(snapshot, config.alarm_command));
+        let links = links
+            .into_iter()
+            .map(|(node, link)| (node, link as Arc<dyn NodeLink>))
+            .collect();
         let options =
-            ControllerOptions::new(config.params, config.topology, center_address.to_string());
+            ControllerOptions::new(config.params, config.topology, center_address.to_string())
+                .with_links(links);
         let store: Arc<dyn Store> = store;
         let mut controller = tokio::spawn(run_controller(options, Clock::new(0), store, observer));
         tokio::select! {
@@ -111,6 +140,40 @@ impl Bound {
             })),
         }
     }
+}
+
+/// A link to each node's Redis server, its state file next to the controller's:
+/// `state.json` has `state.node-a-0.json` and so on.
+fn redis_links(config: &Config) -> Result<BTreeMap<NodeId, Arc<RedisNode>>, RunError> {
+    let password = config
+        .redis
+        .agent_password
+        .read()
+        .map_err(RunError::Secret)?;
+    let mut links = BTreeMap::new();
+    for (&node, address) in &config.topology.addresses {
+        let options = RedisNodeOptions {
+            node,
+            address: address.clone(),
+            user: config.redis.agent_user.clone(),
+            password: password.clone(),
+            state_file: node_state_file(&config.state_file, node),
+            quarantine_dir: config.redis.quarantine_dir.clone(),
+        };
+        let link = RedisNode::open(options).map_err(|source| RunError::Node { node, source })?;
+        links.insert(node, Arc::new(link));
+    }
+    Ok(links)
+}
+
+/// `dir/state.json` -> `dir/state.node-a-0.json`.
+pub fn node_state_file(state_file: &Path, node: NodeId) -> PathBuf {
+    let stem = state_file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".into());
+    let name = format!("{stem}.node-{}-{}.json", node.cluster, node.index);
+    state_file.with_file_name(name)
 }
 
 async fn listen(what: &'static str, address: SocketAddr) -> Result<TcpListener, RunError> {

@@ -83,8 +83,9 @@ redis.register_function{function_name = 'standby_grant', flags = { 'no-writes', 
       return redis.error_reply('BADARG role must be primary or backup')
     end
     if epoch < node.epoch then return redis.error_reply('STALE_EPOCH ' .. node.epoch) end
-    -- Fencing an epoch is final: only a newer epoch may reopen the node.
-    if epoch == node.epoch and node.role == 'fenced' then
+    -- Fencing an epoch is final for writes: only a newer epoch may make the node primary.
+    -- It may still follow in that epoch (the old primary rejoining), which writes nothing.
+    if epoch == node.epoch and node.role == 'fenced' and role == 'primary' then
       return redis.error_reply('FENCED ' .. node.epoch)
     end
     local now = now_ms()

@@ -158,20 +158,27 @@ fn read(path: &Path) -> Result<Option<Durable>, StoreError> {
 }
 
 fn write_atomically(path: &Path, state: &Durable) -> std::io::Result<()> {
+    let mut json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
+    json.push(b'\n');
+    write_file_atomically(path, &json)
+}
+
+/// Replaces `path` with `bytes`: a temporary file in the same directory, synced, renamed over
+/// the old one, and the directory synced, so a crash leaves the old content or the new one,
+/// never a torn file. Shared with the per-node state and quarantine files of real mode.
+pub(crate) fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = directory(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp"));
-    let mut json = serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?;
-    json.push(b'\n');
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&temp)?;
-    file.write_all(&json)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temp, path)?;

@@ -1,20 +1,54 @@
 //! The controller's service: drives the sans-IO [`Controller`] with a clock, heartbeats over
-//! TCP, the config center, a durable store and alarm sinks.
+//! TCP (or any other [`NodeLink`]), the config center, a durable store and alarm sinks.
 
 use crate::controller::{Action, Controller, Durable, Topology};
 use crate::params::Params;
-use crate::protocol::NodeReport;
+use crate::protocol::{Heartbeat, NodeReport};
 use crate::service::rpc::Peer;
 use crate::time::{Clock, Time};
 use crate::types::NodeId;
 use crate::wire::Message;
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Heartbeats in flight to one node at once: enough for a round trip of up to four heartbeat
 /// intervals (a timeout longer than that would be a strange setting).
 const HEARTBEAT_SLOTS: usize = 4;
+
+/// How the controller reaches one node: a heartbeat in, the node's report out. The simulator
+/// and the TCP services use a [`Peer`] speaking the wire protocol to a node service; the real
+/// controller drives a Redis server directly (no agent process beside it), so the node rules
+/// run inside the link instead of behind a socket.
+pub trait NodeLink: Send + Sync {
+    /// Delivers `heartbeat` and returns the node's report, or `None` when no report came
+    /// within `timeout` (a refused connection, a timeout, a malformed answer): to the
+    /// controller all of these are a heartbeat gone unanswered.
+    fn heartbeat(
+        &self,
+        heartbeat: Heartbeat,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<NodeReport>> + Send + '_>>;
+}
+
+impl NodeLink for Peer {
+    fn heartbeat(
+        &self,
+        heartbeat: Heartbeat,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<NodeReport>> + Send + '_>> {
+        Box::pin(async move {
+            let request = Message::Heartbeat(heartbeat);
+            match self.call(&request, timeout).await {
+                Ok(Message::Report(report)) => Some(report),
+                _ => None,
+            }
+        })
+    }
+}
 
 /// Where the controller's durable state lives.
 pub trait Store: Send + Sync {
@@ -61,6 +95,8 @@ pub struct ControllerOptions {
     pub topology: Topology,
     /// The config center's address.
     pub config_center: String,
+    /// Links replacing the TCP [`Peer`] for some nodes (all of them, in the real controller).
+    links: BTreeMap<NodeId, Arc<dyn NodeLink>>,
     #[cfg(feature = "mutants")]
     mutation: crate::controller::Mutation,
 }
@@ -72,9 +108,17 @@ impl ControllerOptions {
             params,
             topology,
             config_center,
+            links: BTreeMap::new(),
             #[cfg(feature = "mutants")]
             mutation: crate::controller::Mutation::None,
         }
+    }
+
+    /// Reaches the nodes in `links` through them instead of over TCP to their topology
+    /// address; the others keep the TCP path.
+    pub fn with_links(mut self, links: BTreeMap<NodeId, Arc<dyn NodeLink>>) -> ControllerOptions {
+        self.links = links;
+        self
     }
 
     /// Breaks the controller on purpose (simulator builds only).
@@ -107,17 +151,18 @@ pub async fn run_controller(
         params,
         topology,
         config_center,
+        mut links,
         ..
     } = options;
     let now = clock.now();
-    let peers: BTreeMap<NodeId, Arc<Peer>> = topology
+    let peers: BTreeMap<NodeId, Arc<dyn NodeLink>> = topology
         .addresses
         .iter()
         .map(|(&node, address)| {
-            (
-                node,
-                Arc::new(Peer::with_slots(address.clone(), HEARTBEAT_SLOTS)),
-            )
+            let link = links
+                .remove(&node)
+                .unwrap_or_else(|| Arc::new(Peer::with_slots(address.clone(), HEARTBEAT_SLOTS)));
+            (node, link)
         })
         .collect();
     let center = Arc::new(Peer::new(config_center));
@@ -136,8 +181,7 @@ pub async fn run_controller(
                 Action::Heartbeat { node, heartbeat } => {
                     let (peer, inputs) = (peers[&node].clone(), inputs.clone());
                     tokio::spawn(async move {
-                        let request = Message::Heartbeat(heartbeat);
-                        if let Ok(Message::Report(report)) = peer.call(&request, timeout).await {
+                        if let Some(report) = peer.heartbeat(heartbeat, timeout).await {
                             let _ = inputs.send(Input::Report(node, report));
                         }
                     });

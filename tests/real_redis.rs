@@ -1,0 +1,630 @@
+// The real controller failing over real Redis 7 servers. Compiled only WITHOUT `--cfg madsim`;
+// needs `redis-server` (7.0+) on the PATH (`apt-get install -y redis-server`; .ci/run does it).
+// Run it as:
+//
+//     RUSTFLAGS="" cargo test --release -p standby --target-dir target/real --test real_redis
+#![cfg(not(madsim))]
+//! Six redis-server processes (clusters a and b, three shards), prepared with the ACL file of
+//! `standby redis-setup`, driven by the controller in this process over RESP with no agent.
+//!
+//! The story: a writer writes to shard 0 through `FCALL standby_write` every 5 ms, with the
+//! epoch of the route the config center pushes. Two of a's three servers are SIGKILLed: the
+//! controller must promote b in epoch 2, b/0 must take the writer's epoch-2 writes, the
+//! surviving a/2 must refuse epoch-1 writes, and plain writes are refused by ACL throughout.
+//! The killed servers are restarted: a/0 must export its divergent writes (if any) to the
+//! quarantine file, follow b/0, and the controller must show a as backup.
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use standby::protocol::Role;
+use standby::real::config::Config;
+use standby::real::redis_node::NodeState;
+use standby::real::run::{node_state_file, Bound};
+use standby::real::status::{query, Status};
+use standby::types::{Cluster, Epoch, NodeId, UserConfig, UserId};
+use standby::wire::{read_frame, write_frame, Message};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+
+const AGENT: (&str, &str) = ("agent", "agent-secret");
+const WRITER: (&str, &str) = ("writer", "writer-secret");
+/// A test-only superuser, added to the setup's ACL file to break replication on purpose.
+const ADMIN: (&str, &str) = ("admin", "admin-secret");
+/// The longest wait for anything the controller must bring about.
+const SETTLE: Duration = Duration::from_secs(15);
+/// The deadline of one Redis call made by the test.
+const CALL: Duration = Duration::from_millis(500);
+
+// ---------------------------------------------------------------------------------------------
+// Redis servers: child processes, all killed when the guard drops (on success or a panic)
+// ---------------------------------------------------------------------------------------------
+
+/// The six servers, by node. Dropping it SIGKILLs and reaps every one still running.
+struct Servers {
+    dir: PathBuf,
+    acl_file: PathBuf,
+    /// `standby redis-setup`'s settings, as command-line flags.
+    settings: Vec<String>,
+    ports: BTreeMap<NodeId, u16>,
+    running: BTreeMap<NodeId, Child>,
+}
+
+impl Servers {
+    fn new(dir: &Path, acl_file: PathBuf, ports: BTreeMap<NodeId, u16>) -> Servers {
+        Servers {
+            dir: dir.to_path_buf(),
+            acl_file,
+            settings: Vec::new(),
+            ports,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Starts `node`'s server on its port, with its data directory (kept across restarts).
+    fn start(&mut self, node: NodeId) {
+        let data = self
+            .dir
+            .join(format!("redis-{}-{}", node.cluster, node.index));
+        std::fs::create_dir_all(&data).unwrap();
+        let port = self.ports[&node].to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--daemonize", "no"])
+            .args(["--save", "", "--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&data)
+            .arg("--logfile")
+            .arg(data.join("redis.log"))
+            .args(&self.settings)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+        self.running.insert(node, child);
+    }
+
+    /// SIGKILLs `node`'s server and reaps it.
+    fn kill(&mut self, node: NodeId) {
+        if let Some(mut child) = self.running.remove(&node) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn address(&self, node: NodeId) -> String {
+        format!("127.0.0.1:{}", self.ports[&node])
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let nodes: Vec<NodeId> = self.running.keys().copied().collect();
+        for node in nodes {
+            self.kill(node);
+        }
+    }
+}
+
+/// Fails (never skips) when redis-server is missing: CI installs it.
+fn require_redis_server() {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "redis-server (Redis 7) is not installed: run `apt-get install -y redis-server` \
+         (.ci/run does this), then run this test again"
+    );
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis clients
+// ---------------------------------------------------------------------------------------------
+
+/// A connection to `address` as `user` (`None`: the default user).
+async fn connect(
+    address: &str,
+    user: Option<(&str, &str)>,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let info = ConnectionInfo {
+        addr: ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap()),
+        redis: RedisConnectionInfo {
+            username: user.map(|u| u.0.to_string()),
+            password: user.map(|u| u.1.to_string()),
+            ..RedisConnectionInfo::default()
+        },
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(CALL)
+        .set_response_timeout(CALL);
+    Client::open(info)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Waits until `address` answers PING.
+async fn wait_up(address: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Ok(mut con) = connect(address, Some(("reader", "any"))).await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{address} did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `FCALL standby_write 1 key epoch value` as the writer: the LSN, or the error's text.
+async fn fenced_write(
+    con: &mut MultiplexedConnection,
+    key: &str,
+    epoch: u64,
+    value: &str,
+) -> Result<u64, String> {
+    let reply: redis::RedisResult<(u64, i64)> = redis::cmd("FCALL")
+        .arg("standby_write")
+        .arg(1)
+        .arg(key)
+        .arg(epoch)
+        .arg(value)
+        .query_async(con)
+        .await;
+    reply.map(|(lsn, _left)| lsn).map_err(|e| e.to_string())
+}
+
+/// One write the writer tried.
+#[derive(Clone, Debug)]
+struct Attempt {
+    key: String,
+    epoch: u64,
+    node: NodeId,
+    outcome: Result<u64, String>,
+}
+
+/// Writes `w<n>` = `<n>` to the routed node of shard 0 every 5 ms until `stop` is set.
+async fn writer(
+    routes: watch::Receiver<Option<UserConfig>>,
+    log: Arc<Mutex<Vec<Attempt>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut connections: BTreeMap<String, MultiplexedConnection> = BTreeMap::new();
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let Some(route) = routes.borrow().clone() else {
+            continue;
+        };
+        if !connections.contains_key(&route.address) {
+            match connect(&route.address, Some(WRITER)).await {
+                Ok(con) => connections.insert(route.address.clone(), con),
+                Err(_) => continue,
+            };
+        }
+        let con = connections.get_mut(&route.address).unwrap();
+        n += 1;
+        let key = format!("w{n}");
+        let outcome = fenced_write(con, &key, route.epoch.0, &n.to_string()).await;
+        if outcome.as_ref().is_err_and(|e| {
+            e.contains("broken") || e.contains("refused") || e.contains("timed out")
+        }) {
+            connections.remove(&route.address);
+        }
+        let attempt = Attempt {
+            key,
+            epoch: route.epoch.0,
+            node: route.node,
+            outcome,
+        };
+        log.lock().unwrap().push(attempt);
+    }
+}
+
+/// Subscribes user 0 to the config center; its newest route lands in the watch.
+async fn subscribe(center: String, routes: watch::Sender<Option<UserConfig>>) {
+    let stream = TcpStream::connect(&center)
+        .await
+        .expect("config center reachable");
+    let (mut reader, mut writer) = stream.into_split();
+    let user = UserId(0);
+    let subscribe = Message::Subscribe(standby::protocol::Subscribe { user });
+    write_frame(&mut writer, &subscribe)
+        .await
+        .expect("subscribed");
+    while let Ok(Message::Config(config)) = read_frame(&mut reader).await {
+        let ack = standby::protocol::ConfigAck {
+            user,
+            epoch: config.epoch,
+        };
+        let _ = routes.send(Some(config));
+        if write_frame(&mut writer, &Message::ConfigAck(ack))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller
+// ---------------------------------------------------------------------------------------------
+
+fn controller_config(dir: &Path, servers: &Servers) -> String {
+    let list = |cluster| {
+        (0..3u16)
+            .map(|i| format!("\"{}\"", servers.address(NodeId::new(cluster, i))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"[controller]
+state_file = "{dir}/state.json"
+status_listen = "127.0.0.1:0"
+
+[params]
+heartbeat_interval_ms = 100
+heartbeat_timeout_ms = 300
+lease_duration_ms = 300
+
+[config_center]
+listen = "127.0.0.1:0"
+
+[clusters]
+a = [{a}]
+b = [{b}]
+
+[redis]
+agent_user = "{agent}"
+agent_password = "{agent_password}"
+writer_user = "{writer}"
+writer_password = "{writer_password}"
+quarantine_dir = "{dir}/quarantine"
+
+[users]
+count = 3
+"#,
+        dir = dir.display(),
+        a = list(Cluster::A),
+        b = list(Cluster::B),
+        agent = AGENT.0,
+        agent_password = AGENT.1,
+        writer = WRITER.0,
+        writer_password = WRITER.1,
+    )
+}
+
+/// Polls the status until `done` holds, for at most `SETTLE`.
+async fn status_until(address: &str, what: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let answer = query(address, Duration::from_secs(1)).await;
+        if let Ok((_, status)) = &answer {
+            if done(status) {
+                return status.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}: last status: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn cluster_role(status: &Status, cluster: &str) -> String {
+    let c = status
+        .clusters
+        .iter()
+        .find(|c| c.cluster == cluster)
+        .unwrap();
+    format!("{} {}", c.availability, c.role)
+}
+
+/// Waits until the writer has an accepted write of `epoch` on `node`.
+async fn accepted_on(log: &Mutex<Vec<Attempt>>, epoch: u64, node: NodeId) {
+    let deadline = Instant::now() + SETTLE;
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|a| a.epoch == epoch && a.node == node && a.outcome.is_ok())
+    {
+        let last: Vec<Attempt> = log.lock().unwrap().iter().rev().take(3).cloned().collect();
+        assert!(
+            Instant::now() < deadline,
+            "no epoch-{epoch} write accepted on {node}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the backup at `address` holds an epoch-1 write accepted by `primary` (the
+/// replication link is up before the primary is killed).
+async fn replicated(address: &str, log: &Mutex<Vec<Attempt>>, primary: NodeId) {
+    let mut con = connect(address, Some(WRITER)).await.unwrap();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let key = log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|a| a.node == primary && a.outcome.is_ok())
+            .map(|a| a.key.clone());
+        if let Some(key) = key {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .unwrap_or(None);
+            if value.is_some() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{address} never got {primary}'s writes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn node_state(config: &Config, node: NodeId) -> NodeState {
+    let file = node_state_file(&config.state_file, node);
+    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
+    require_redis_server();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = std::env::temp_dir().join(format!("standby-real-redis-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = [Cluster::A, Cluster::B]
+        .into_iter()
+        .flat_map(|c| (0..3).map(move |i| NodeId::new(c, i)))
+        .map(|node| (node, free_port()))
+        .collect();
+    let mut servers = Servers::new(&dir, dir.join("users.acl"), ports);
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, controller_config(&dir, &servers)).unwrap();
+    let config = Config::load(&file).expect("a valid config");
+    let mut acl = standby::real::redis_setup::acl_file(&config.redis).unwrap();
+    acl.push_str(&format!("user {} on >{} ~* &* +@all\n", ADMIN.0, ADMIN.1));
+    std::fs::write(&servers.acl_file, acl).unwrap();
+    let acl_path = servers.acl_file.display().to_string();
+    let settings = standby::real::redis_setup::server_settings(&config.redis, &acl_path).unwrap();
+    servers.settings = settings
+        .into_iter()
+        .flat_map(|(key, value)| [format!("--{key}"), value])
+        .collect();
+    let nodes: Vec<NodeId> = servers.ports.keys().copied().collect();
+    for &node in &nodes {
+        servers.start(node);
+    }
+    for &node in &nodes {
+        wait_up(&servers.address(node)).await;
+    }
+
+    // The controller, the subscriber and the writer.
+    let bound = Bound::bind(config.clone()).await.expect("bound");
+    let status_address = bound.status_address().to_string();
+    let center = bound.config_center_address().to_string();
+    let (stop_controller, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(bound.run(async {
+        let _ = stopped.await;
+    }));
+    let (routes_in, routes) = watch::channel(None);
+    let subscription = tokio::spawn(subscribe(center, routes_in));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop_writer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = tokio::spawn(writer(routes.clone(), log.clone(), stop_writer.clone()));
+
+    let (a0, a1, a2, b0) = (
+        NodeId::new(Cluster::A, 0),
+        NodeId::new(Cluster::A, 1),
+        NodeId::new(Cluster::A, 2),
+        NodeId::new(Cluster::B, 0),
+    );
+    status_until(&status_address, "epoch 1 on a", |s| {
+        s.epoch == 1 && s.primary == "a" && s.phase == "normal"
+    })
+    .await;
+    accepted_on(&log, 1, a0).await;
+    replicated(&servers.address(b0), &log, a0).await;
+
+    // Plain writes are refused by ACL: without a login, as the reader and as the agent.
+    let plain = [
+        (None, "NOAUTH"),
+        (Some(("reader", "any")), "NOPERM"),
+        (Some(AGENT), "NOPERM"),
+    ];
+    for (user, expected) in plain {
+        let mut con = connect(&servers.address(a0), user).await.unwrap();
+        let refused = redis::cmd("SET")
+            .arg("plain")
+            .arg("1")
+            .query_async::<String>(&mut con)
+            .await;
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains(expected)),
+            "{user:?}: {refused:?}"
+        );
+    }
+
+    // Shard 0's replication breaks (a/0 refuses b/0's sync from now on): the writes a/0 takes
+    // next never reach b/0, and after the failover they are a/0's divergent suffix.
+    let mut admin = connect(&servers.address(a0), Some(ADMIN)).await.unwrap();
+    let _: String = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(AGENT.0)
+        .arg("-psync")
+        .arg("-sync")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let cut = log.lock().unwrap().len();
+    let deadline = Instant::now() + SETTLE;
+    while log.lock().unwrap()[cut..]
+        .iter()
+        .filter(|a| a.node == a0 && a.outcome.is_ok())
+        .count()
+        < 10
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a/0 took no writes after the cut"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // a loses two of three servers: b is promoted in epoch 2 and takes the writer's writes.
+    servers.kill(a0);
+    servers.kill(a1);
+    let status = status_until(&status_address, "failover to b", |s| {
+        s.epoch == 2 && s.primary == "b"
+    })
+    .await;
+    tracing::info!(?status, "failed over");
+    accepted_on(&log, 2, b0).await;
+    let mut old = connect(&servers.address(a2), Some(WRITER)).await.unwrap();
+    let refusal = fenced_write(&mut old, "late", 1, "x")
+        .await
+        .expect_err("a/2 must refuse epoch 1");
+    assert!(
+        refusal.contains("LEASE_EXPIRED") || refusal.contains("FENCED"),
+        "{refusal}"
+    );
+
+    // The killed servers come back: a rejoins as backup, a/0 following b/0.
+    servers.start(a0);
+    servers.start(a1);
+    let status = status_until(&status_address, "a rejoins as backup", |s| {
+        s.epoch == 2 && s.phase == "normal" && cluster_role(s, "a") == "available backup"
+    })
+    .await;
+    tracing::info!(?status, "a rejoined");
+    let deadline = Instant::now() + SETTLE;
+    while node_state(&config, a0).role != Role::Backup {
+        assert!(
+            Instant::now() < deadline,
+            "a/0: {:?}",
+            node_state(&config, a0)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop_writer.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+    let mut agent = connect(&servers.address(a0), Some(AGENT)).await.unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(&mut agent)
+        .await
+        .unwrap();
+    let b0_port = format!("master_port:{}", servers.ports[&b0]);
+    assert!(
+        info.contains("role:slave") && info.contains(&b0_port),
+        "{info}"
+    );
+
+    let attempts = log.lock().unwrap().clone();
+    check_quarantine(&config, &servers, &attempts).await;
+
+    // With no controller, nothing renews b/0's lease: it lapses on Redis's own clock, and b/0
+    // refuses writes with no standby process alive.
+    drop(stop_controller);
+    controller.await.unwrap().expect("a clean stop");
+    subscription.abort();
+    let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(config.params.lease_duration_ms + 50)).await;
+    let lapsed = fenced_write(&mut b, "after-controller", 2, "x")
+        .await
+        .expect_err("no lease");
+    assert!(lapsed.contains("LEASE_EXPIRED"), "{lapsed}");
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every epoch-1 write a/0 accepted is on b/0 (at or before b/0's stop point) or in a/0's
+/// quarantine file (after it), and the file holds only epoch-1 entries after the stop point.
+async fn check_quarantine(config: &Config, servers: &Servers, log: &[Attempt]) {
+    let (a0, b0) = (NodeId::new(Cluster::A, 0), NodeId::new(Cluster::B, 0));
+    let stop_point = node_state(config, b0).epoch_start_lsn.0;
+    let file = config.redis.quarantine_dir.join("a-0.epoch-2.jsonl");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (summary, entries) = lines.split_last().expect("a summary line");
+    assert_eq!(summary["summary"]["count"], entries.len(), "{text}");
+    assert_eq!(summary["summary"]["epoch"], Epoch(2).0, "{text}");
+    for entry in entries {
+        assert!(
+            entry["lsn"].as_u64().unwrap() > stop_point && entry["epoch"] == 1,
+            "{entry}"
+        );
+    }
+    let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
+    let accepted = log.iter().filter(|a| a.node == a0 && a.epoch == 1);
+    let mut quarantined = 0;
+    for attempt in accepted {
+        let Ok(lsn) = attempt.outcome else { continue };
+        if lsn > stop_point {
+            quarantined += 1;
+            assert!(
+                entries
+                    .iter()
+                    .any(|e| e["lsn"] == lsn && e["key"] == attempt.key),
+                "{attempt:?} not in {text}"
+            );
+        } else {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(&attempt.key)
+                .query_async(&mut b)
+                .await
+                .unwrap();
+            assert!(
+                value.is_some(),
+                "{attempt:?} lost: not on b/0 (stop point {stop_point})"
+            );
+        }
+    }
+    tracing::info!(
+        stop_point,
+        quarantined,
+        in_file = entries.len(),
+        "quarantine checked"
+    );
+    assert!(
+        quarantined > 0,
+        "the writes a/0 took after the cut are divergent"
+    );
+}
