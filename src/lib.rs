@@ -9,7 +9,7 @@
 //! - [`service`]: the async services that drive all of the above over TCP, on real tokio or
 //!   inside madsim.
 //! - `real` (non-simulated builds only): the `standby controller` process, its config file,
-//!   state file and status listener.
+//!   state file and status listener, and [`client`](real::client), a user's fenced writes.
 
 #![warn(missing_docs)]
 
@@ -36,6 +36,8 @@ pub mod params;
 pub mod protocol;
 #[cfg(not(madsim))]
 pub mod real;
+#[cfg(not(madsim))]
+pub use real::client;
 pub mod service;
 pub mod time;
 pub mod types;

@@ -1,5 +1,6 @@
 //! The standby binary: `standby params`, and in a non-simulated build the real controller
-//! (`standby controller`) and its status query (`standby status`).
+//! (`standby controller`), its status query (`standby status`) and a user's client
+//! (`standby client`).
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +53,57 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Act as one user: follow its route from the config center and write or read through
+    /// the route's Redis server (fenced by epoch and lease).
+    #[cfg(not(madsim))]
+    Client {
+        /// The config center's address (the controller's `config_center.listen`).
+        #[arg(long)]
+        config_center: String,
+        /// The user id.
+        #[arg(long)]
+        user: u32,
+        /// The ACL user that may call the library's writes.
+        #[arg(long, default_value = "writer")]
+        writer_user: String,
+        /// A file holding its password (one trailing newline is dropped).
+        #[arg(long)]
+        writer_password_file: std::path::PathBuf,
+        #[command(subcommand)]
+        action: ClientAction,
+    },
+}
+
+/// What `standby client` does.
+#[cfg(not(madsim))]
+#[derive(Subcommand, Debug)]
+enum ClientAction {
+    /// Write VALUE under KEY; prints the LSN and epoch only when acknowledged.
+    Write {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Read KEY from the route's node; prints its value, or `(nil)`.
+    Read {
+        /// The key.
+        key: String,
+    },
+    /// Print the route the config center pushes for the user.
+    Route,
+    /// Write continuously; print one line per change of outcome or route, then a summary.
+    Bench {
+        /// Start a write this often.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        every_ms: u64,
+        /// Run this long.
+        #[arg(long, default_value_t = 10)]
+        for_s: u64,
+        /// Keys are PREFIX<n>, values <n>.
+        #[arg(long, default_value = "bench:")]
+        key_prefix: String,
+    },
 }
 
 fn main() {
@@ -70,6 +122,20 @@ fn main() {
         Command::Status { controller, json } => real::status(&controller, json),
         #[cfg(not(madsim))]
         Command::RedisSetup { config, acl_file } => real::redis_setup(&config, &acl_file),
+        #[cfg(not(madsim))]
+        Command::Client {
+            config_center,
+            user,
+            writer_user,
+            writer_password_file,
+            action,
+        } => client::run(
+            config_center,
+            user,
+            writer_user,
+            &writer_password_file,
+            action,
+        ),
     }
 }
 
@@ -84,9 +150,9 @@ mod real {
 
     /// Exit status for a config, flag or state file that cannot be used (as clap's for a bad
     /// flag): nothing was started.
-    const EXIT_USAGE: i32 = 2;
+    pub(crate) const EXIT_USAGE: i32 = 2;
     /// Exit status for a failure while running, or a controller that cannot be reached.
-    const EXIT_FAILURE: i32 = 1;
+    pub(crate) const EXIT_FAILURE: i32 = 1;
 
     /// `standby controller --config FILE`.
     pub fn controller(file: &Path) {
@@ -147,7 +213,7 @@ mod real {
         }
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -155,7 +221,7 @@ mod real {
     }
 
     /// Logs on stderr; RUST_LOG picks the level (default info).
-    fn init_logs() {
+    pub(crate) fn init_logs() {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         tracing_subscriber::fmt()
@@ -166,8 +232,163 @@ mod real {
             .init();
     }
 
-    fn fail(code: i32, error: &dyn std::fmt::Display) -> ! {
+    pub(crate) fn fail(code: i32, error: &dyn std::fmt::Display) -> ! {
         eprintln!("standby: {error}");
         exit(code)
+    }
+}
+
+/// `standby client ...`.
+#[cfg(not(madsim))]
+mod client {
+    use super::real::{fail, runtime, EXIT_FAILURE, EXIT_USAGE};
+    use super::ClientAction;
+    use standby::client::{Client, ClientOptions, WriteError};
+    use standby::protocol::Route;
+    use standby::real::config::Secret;
+    use standby::types::UserId;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    /// How long a one-shot command waits for the config center's first push.
+    const FIRST_ROUTE: Duration = Duration::from_secs(5);
+
+    pub fn run(
+        center: String,
+        user: u32,
+        writer_user: String,
+        password_file: &Path,
+        action: ClientAction,
+    ) {
+        if std::env::var_os("RUST_LOG").is_some() {
+            super::real::init_logs();
+        }
+        let password = Secret::File(password_file.to_path_buf())
+            .read()
+            .unwrap_or_else(|e| fail(EXIT_USAGE, &format!("--writer-password-file: {e}")));
+        let options = ClientOptions::new(center.clone(), UserId(user), writer_user, password);
+        runtime().block_on(async move {
+            let client = Client::start(options);
+            let Some(route) = client.wait_for_route(FIRST_ROUTE).await else {
+                let why = format!("no route for user {user} from the config center at {center} within {FIRST_ROUTE:?}");
+                fail(EXIT_FAILURE, &why)
+            };
+            match action {
+                ClientAction::Route => println!("{}", show(&route)),
+                ClientAction::Write { key, value } => match client.write(&key, &value).await {
+                    Ok(ack) => println!("acked lsn={} epoch={} node={}", ack.lsn.0, ack.epoch.0, ack.node),
+                    Err(e) => fail(EXIT_FAILURE, &format!("write {key}: {e}")),
+                },
+                ClientAction::Read { key } => match client.read(&key).await {
+                    Ok(Some(value)) => println!("{value}"),
+                    Ok(None) => println!("(nil)"),
+                    Err(e) => fail(EXIT_FAILURE, &format!("read {key}: {e}")),
+                },
+                ClientAction::Bench {
+                    every_ms,
+                    for_s,
+                    key_prefix,
+                } => {
+                    let every = Duration::from_millis(every_ms);
+                    bench(&client, every, Duration::from_secs(for_s), &key_prefix).await
+                }
+            }
+        });
+    }
+
+    fn show(route: &Route) -> String {
+        format!(
+            "epoch={} node={} address={}",
+            route.epoch.0, route.node, route.address
+        )
+    }
+
+    fn unix_ms() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    }
+
+    /// Writes `PREFIX<n>` = `<n>` every `every` for `length`, one at a time. Prints a line
+    /// (`t=+MS unix_ms=MS ...`) when the outcome's kind or the route changes, then a summary
+    /// line of `key=value` fields for scripts.
+    async fn bench(client: &Client, every: Duration, length: Duration, prefix: &str) {
+        let start = Instant::now();
+        let stamp = || format!("t=+{}ms unix_ms={}", start.elapsed().as_millis(), unix_ms());
+        let mut routes = client.watch_route();
+        let mut route_changes = Vec::new();
+        let mut last_route = routes.borrow_and_update().clone();
+        if let Some(route) = &last_route {
+            println!("{} route {}", stamp(), show(route));
+        }
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (mut writes, mut acked, mut unknown) = (0u64, 0u64, 0u64);
+        let mut rejected: BTreeMap<String, u64> = BTreeMap::new();
+        let mut last_kind = String::new();
+        let mut last_ack = start;
+        let mut longest_gap = Duration::ZERO;
+        while start.elapsed() < length {
+            ticks.tick().await;
+            writes += 1;
+            let key = format!("{prefix}{writes}");
+            let outcome = client.write(&key, &writes.to_string()).await;
+            if routes.has_changed().unwrap_or(false) {
+                let route = routes.borrow_and_update().clone();
+                if route != last_route {
+                    if let Some(route) = &route {
+                        println!("{} route {}", stamp(), show(route));
+                        route_changes.push(format!(
+                            "+{}ms:epoch{}:{}",
+                            start.elapsed().as_millis(),
+                            route.epoch.0,
+                            route.node
+                        ));
+                    }
+                    last_route = route;
+                }
+            }
+            let kind = match &outcome {
+                Ok(ack) => {
+                    acked += 1;
+                    longest_gap = longest_gap.max(last_ack.elapsed());
+                    last_ack = Instant::now();
+                    format!("acked epoch={} node={}", ack.epoch.0, ack.node)
+                }
+                Err(WriteError::Unknown(why)) => {
+                    unknown += 1;
+                    format!("unknown ({why})")
+                }
+                Err(e) => {
+                    *rejected.entry(e.reason().to_string()).or_default() += 1;
+                    format!("{e}")
+                }
+            };
+            // One line per change of kind: the detail of repeated errors is noise.
+            let short = kind.split(" (").next().unwrap_or(&kind).to_string();
+            if short != last_kind {
+                println!("{} {key} {kind}", stamp());
+                last_kind = short;
+            }
+        }
+        longest_gap = longest_gap.max(last_ack.elapsed());
+        let rejected_text: Vec<String> = rejected.iter().map(|(r, n)| format!("{r}:{n}")).collect();
+        let failed: u64 = rejected.values().sum();
+        println!(
+            "summary writes={writes} acked={acked} unknown={unknown} failed={failed} by_reason={} route_changes={} longest_no_ack_ms={} seconds={:.1}",
+            list(&rejected_text),
+            list(&route_changes),
+            longest_gap.as_millis(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+
+    fn list(items: &[String]) -> String {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(",")
+        }
     }
 }

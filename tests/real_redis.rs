@@ -14,162 +14,20 @@
 //! The killed servers are restarted: a/0 must export its divergent writes (if any) to the
 //! quarantine file, follow b/0, and the controller must show a as backup.
 
+mod common;
+
+use common::*;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
 use standby::protocol::Role;
 use standby::real::config::Config;
-use standby::real::redis_node::NodeState;
-use standby::real::run::{node_state_file, Bound};
-use standby::real::status::{query, Status};
+use standby::real::run::Bound;
 use standby::types::{Cluster, Epoch, NodeId, UserConfig, UserId};
 use standby::wire::{read_frame, write_frame, Message};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
-
-const AGENT: (&str, &str) = ("agent", "agent-secret");
-const WRITER: (&str, &str) = ("writer", "writer-secret");
-/// A test-only superuser, added to the setup's ACL file to break replication on purpose.
-const ADMIN: (&str, &str) = ("admin", "admin-secret");
-/// The longest wait for anything the controller must bring about.
-const SETTLE: Duration = Duration::from_secs(15);
-/// The deadline of one Redis call made by the test.
-const CALL: Duration = Duration::from_millis(500);
-
-// ---------------------------------------------------------------------------------------------
-// Redis servers: child processes, all killed when the guard drops (on success or a panic)
-// ---------------------------------------------------------------------------------------------
-
-/// The six servers, by node. Dropping it SIGKILLs and reaps every one still running.
-struct Servers {
-    dir: PathBuf,
-    acl_file: PathBuf,
-    /// `standby redis-setup`'s settings, as command-line flags.
-    settings: Vec<String>,
-    ports: BTreeMap<NodeId, u16>,
-    running: BTreeMap<NodeId, Child>,
-}
-
-impl Servers {
-    fn new(dir: &Path, acl_file: PathBuf, ports: BTreeMap<NodeId, u16>) -> Servers {
-        Servers {
-            dir: dir.to_path_buf(),
-            acl_file,
-            settings: Vec::new(),
-            ports,
-            running: BTreeMap::new(),
-        }
-    }
-
-    /// Starts `node`'s server on its port, with its data directory (kept across restarts).
-    fn start(&mut self, node: NodeId) {
-        let data = self
-            .dir
-            .join(format!("redis-{}-{}", node.cluster, node.index));
-        std::fs::create_dir_all(&data).unwrap();
-        let port = self.ports[&node].to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--daemonize", "no"])
-            .args(["--save", "", "--repl-diskless-sync-delay", "0"])
-            .arg("--dir")
-            .arg(&data)
-            .arg("--logfile")
-            .arg(data.join("redis.log"))
-            .args(&self.settings)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
-        self.running.insert(node, child);
-    }
-
-    /// SIGKILLs `node`'s server and reaps it.
-    fn kill(&mut self, node: NodeId) {
-        if let Some(mut child) = self.running.remove(&node) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn address(&self, node: NodeId) -> String {
-        format!("127.0.0.1:{}", self.ports[&node])
-    }
-}
-
-impl Drop for Servers {
-    fn drop(&mut self) {
-        let nodes: Vec<NodeId> = self.running.keys().copied().collect();
-        for node in nodes {
-            self.kill(node);
-        }
-    }
-}
-
-/// Fails (never skips) when redis-server is missing: CI installs it.
-fn require_redis_server() {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        found,
-        "redis-server (Redis 7) is not installed: run `apt-get install -y redis-server` \
-         (.ci/run does this), then run this test again"
-    );
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Redis clients
-// ---------------------------------------------------------------------------------------------
-
-/// A connection to `address` as `user` (`None`: the default user).
-async fn connect(
-    address: &str,
-    user: Option<(&str, &str)>,
-) -> redis::RedisResult<MultiplexedConnection> {
-    let (host, port) = address.rsplit_once(':').unwrap();
-    let info = ConnectionInfo {
-        addr: ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap()),
-        redis: RedisConnectionInfo {
-            username: user.map(|u| u.0.to_string()),
-            password: user.map(|u| u.1.to_string()),
-            ..RedisConnectionInfo::default()
-        },
-    };
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(CALL)
-        .set_response_timeout(CALL);
-    Client::open(info)?
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-}
-
-/// Waits until `address` answers PING.
-async fn wait_up(address: &str) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        if let Ok(mut con) = connect(address, Some(("reader", "any"))).await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut con)
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{address} did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// `FCALL standby_write 1 key epoch value` as the writer: the LSN, or the error's text.
 async fn fenced_write(
@@ -262,78 +120,6 @@ async fn subscribe(center: String, routes: watch::Sender<Option<UserConfig>>) {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The controller
-// ---------------------------------------------------------------------------------------------
-
-fn controller_config(dir: &Path, servers: &Servers) -> String {
-    let list = |cluster| {
-        (0..3u16)
-            .map(|i| format!("\"{}\"", servers.address(NodeId::new(cluster, i))))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!(
-        r#"[controller]
-state_file = "{dir}/state.json"
-status_listen = "127.0.0.1:0"
-
-[params]
-heartbeat_interval_ms = 100
-heartbeat_timeout_ms = 300
-lease_duration_ms = 300
-
-[config_center]
-listen = "127.0.0.1:0"
-
-[clusters]
-a = [{a}]
-b = [{b}]
-
-[redis]
-agent_user = "{agent}"
-agent_password = "{agent_password}"
-writer_user = "{writer}"
-writer_password = "{writer_password}"
-quarantine_dir = "{dir}/quarantine"
-
-[users]
-count = 3
-"#,
-        dir = dir.display(),
-        a = list(Cluster::A),
-        b = list(Cluster::B),
-        agent = AGENT.0,
-        agent_password = AGENT.1,
-        writer = WRITER.0,
-        writer_password = WRITER.1,
-    )
-}
-
-/// Polls the status until `done` holds, for at most `SETTLE`.
-async fn status_until(address: &str, what: &str, done: impl Fn(&Status) -> bool) -> Status {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let answer = query(address, Duration::from_secs(1)).await;
-        if let Ok((_, status)) = &answer {
-            if done(status) {
-                return status.clone();
-            }
-        }
-        assert!(Instant::now() < deadline, "{what}: last status: {answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn cluster_role(status: &Status, cluster: &str) -> String {
-    let c = status
-        .clusters
-        .iter()
-        .find(|c| c.cluster == cluster)
-        .unwrap();
-    format!("{} {}", c.availability, c.role)
-}
-
 /// Waits until the writer has an accepted write of `epoch` on `node`.
 async fn accepted_on(log: &Mutex<Vec<Attempt>>, epoch: u64, node: NodeId) {
     let deadline = Instant::now() + SETTLE;
@@ -383,46 +169,9 @@ async fn replicated(address: &str, log: &Mutex<Vec<Attempt>>, primary: NodeId) {
     }
 }
 
-fn node_state(config: &Config, node: NodeId) -> NodeState {
-    let file = node_state_file(&config.state_file, node);
-    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
-    require_redis_server();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    let dir = std::env::temp_dir().join(format!("standby-real-redis-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let ports = [Cluster::A, Cluster::B]
-        .into_iter()
-        .flat_map(|c| (0..3).map(move |i| NodeId::new(c, i)))
-        .map(|node| (node, free_port()))
-        .collect();
-    let mut servers = Servers::new(&dir, dir.join("users.acl"), ports);
-    let file = dir.join("controller.toml");
-    std::fs::write(&file, controller_config(&dir, &servers)).unwrap();
-    let config = Config::load(&file).expect("a valid config");
-    let mut acl = standby::real::redis_setup::acl_file(&config.redis).unwrap();
-    acl.push_str(&format!("user {} on >{} ~* &* +@all\n", ADMIN.0, ADMIN.1));
-    std::fs::write(&servers.acl_file, acl).unwrap();
-    let acl_path = servers.acl_file.display().to_string();
-    let settings = standby::real::redis_setup::server_settings(&config.redis, &acl_path).unwrap();
-    servers.settings = settings
-        .into_iter()
-        .flat_map(|(key, value)| [format!("--{key}"), value])
-        .collect();
-    let nodes: Vec<NodeId> = servers.ports.keys().copied().collect();
-    for &node in &nodes {
-        servers.start(node);
-    }
-    for &node in &nodes {
-        wait_up(&servers.address(node)).await;
-    }
+    let (dir, mut servers, config) = start_servers("real-redis").await;
 
     // The controller, the subscriber and the writer.
     let bound = Bound::bind(config.clone()).await.expect("bound");

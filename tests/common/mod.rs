@@ -1,0 +1,274 @@
+//! What the real-Redis tests share: six redis-server processes (clusters a and b, three
+//! shards) prepared with the ACL file of `standby redis-setup`, killed when their guard drops
+//! (on success or a panic), the controller's config for them, and status polling.
+//! Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
+use standby::real::config::Config;
+use standby::real::redis_node::NodeState;
+use standby::real::run::node_state_file;
+use standby::real::status::{query, Status};
+use standby::types::{Cluster, NodeId};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AGENT: (&str, &str) = ("agent", "agent-secret");
+pub const WRITER: (&str, &str) = ("writer", "writer-secret");
+/// A test-only superuser, added to the setup's ACL file to break replication on purpose.
+pub const ADMIN: (&str, &str) = ("admin", "admin-secret");
+/// The longest wait for anything the controller must bring about.
+pub const SETTLE: Duration = Duration::from_secs(15);
+/// The deadline of one Redis call made by the test.
+pub const CALL: Duration = Duration::from_millis(500);
+
+// ---------------------------------------------------------------------------------------------
+// Redis servers: child processes, all killed when the guard drops (on success or a panic)
+// ---------------------------------------------------------------------------------------------
+
+/// The six servers, by node. Dropping it SIGKILLs and reaps every one still running.
+pub struct Servers {
+    pub dir: PathBuf,
+    pub acl_file: PathBuf,
+    /// `standby redis-setup`'s settings, as command-line flags.
+    pub settings: Vec<String>,
+    pub ports: BTreeMap<NodeId, u16>,
+    pub running: BTreeMap<NodeId, Child>,
+}
+
+impl Servers {
+    pub fn new(dir: &Path, acl_file: PathBuf, ports: BTreeMap<NodeId, u16>) -> Servers {
+        Servers {
+            dir: dir.to_path_buf(),
+            acl_file,
+            settings: Vec::new(),
+            ports,
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// Starts `node`'s server on its port, with its data directory (kept across restarts).
+    pub fn start(&mut self, node: NodeId) {
+        let data = self
+            .dir
+            .join(format!("redis-{}-{}", node.cluster, node.index));
+        std::fs::create_dir_all(&data).unwrap();
+        let port = self.ports[&node].to_string();
+        let child = Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--daemonize", "no"])
+            .args(["--save", "", "--repl-diskless-sync-delay", "0"])
+            .arg("--dir")
+            .arg(&data)
+            .arg("--logfile")
+            .arg(data.join("redis.log"))
+            .args(&self.settings)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server: {e}"));
+        self.running.insert(node, child);
+    }
+
+    /// SIGKILLs `node`'s server and reaps it.
+    pub fn kill(&mut self, node: NodeId) {
+        if let Some(mut child) = self.running.remove(&node) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn address(&self, node: NodeId) -> String {
+        format!("127.0.0.1:{}", self.ports[&node])
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        let nodes: Vec<NodeId> = self.running.keys().copied().collect();
+        for node in nodes {
+            self.kill(node);
+        }
+    }
+}
+
+/// Fails (never skips) when redis-server is missing: CI installs it.
+pub fn require_redis_server() {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "redis-server (Redis 7) is not installed: run `apt-get install -y redis-server` \
+         (.ci/run does this), then run this test again"
+    );
+}
+
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Redis clients
+// ---------------------------------------------------------------------------------------------
+
+/// A connection to `address` as `user` (`None`: the default user).
+pub async fn connect(
+    address: &str,
+    user: Option<(&str, &str)>,
+) -> redis::RedisResult<MultiplexedConnection> {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let info = ConnectionInfo {
+        addr: ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap()),
+        redis: RedisConnectionInfo {
+            username: user.map(|u| u.0.to_string()),
+            password: user.map(|u| u.1.to_string()),
+            ..RedisConnectionInfo::default()
+        },
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(CALL)
+        .set_response_timeout(CALL);
+    Client::open(info)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
+/// Waits until `address` answers PING.
+pub async fn wait_up(address: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        if let Ok(mut con) = connect(address, Some(("reader", "any"))).await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{address} did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller
+// ---------------------------------------------------------------------------------------------
+
+pub fn controller_config(dir: &Path, servers: &Servers) -> String {
+    let list = |cluster| {
+        (0..3u16)
+            .map(|i| format!("\"{}\"", servers.address(NodeId::new(cluster, i))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        r#"[controller]
+state_file = "{dir}/state.json"
+status_listen = "127.0.0.1:0"
+
+[params]
+heartbeat_interval_ms = 100
+heartbeat_timeout_ms = 300
+lease_duration_ms = 300
+
+[config_center]
+listen = "127.0.0.1:0"
+
+[clusters]
+a = [{a}]
+b = [{b}]
+
+[redis]
+agent_user = "{agent}"
+agent_password = "{agent_password}"
+writer_user = "{writer}"
+writer_password = "{writer_password}"
+quarantine_dir = "{dir}/quarantine"
+
+[users]
+count = 3
+"#,
+        dir = dir.display(),
+        a = list(Cluster::A),
+        b = list(Cluster::B),
+        agent = AGENT.0,
+        agent_password = AGENT.1,
+        writer = WRITER.0,
+        writer_password = WRITER.1,
+    )
+}
+
+/// Polls the status until `done` holds, for at most `SETTLE`.
+pub async fn status_until(address: &str, what: &str, done: impl Fn(&Status) -> bool) -> Status {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let answer = query(address, Duration::from_secs(1)).await;
+        if let Ok((_, status)) = &answer {
+            if done(status) {
+                return status.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "{what}: last status: {answer:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn cluster_role(status: &Status, cluster: &str) -> String {
+    let c = status
+        .clusters
+        .iter()
+        .find(|c| c.cluster == cluster)
+        .unwrap();
+    format!("{} {}", c.availability, c.role)
+}
+
+pub fn node_state(config: &Config, node: NodeId) -> NodeState {
+    let file = node_state_file(&config.state_file, node);
+    serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
+}
+
+/// Starts the six servers in a fresh directory named after `name` and the process, with the
+/// controller's config written there (plus a test-only superuser, [`ADMIN`]), and waits until
+/// every one answers. Also sets up test logging (RUST_LOG).
+pub async fn start_servers(name: &str) -> (PathBuf, Servers, Config) {
+    require_redis_server();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = std::env::temp_dir().join(format!("standby-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports = [Cluster::A, Cluster::B]
+        .into_iter()
+        .flat_map(|c| (0..3).map(move |i| NodeId::new(c, i)))
+        .map(|node| (node, free_port()))
+        .collect();
+    let mut servers = Servers::new(&dir, dir.join("users.acl"), ports);
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, controller_config(&dir, &servers)).unwrap();
+    let config = Config::load(&file).expect("a valid config");
+    let mut acl = standby::real::redis_setup::acl_file(&config.redis).unwrap();
+    acl.push_str(&format!("user {} on >{} ~* &* +@all\n", ADMIN.0, ADMIN.1));
+    std::fs::write(&servers.acl_file, acl).unwrap();
+    let acl_path = servers.acl_file.display().to_string();
+    let settings = standby::real::redis_setup::server_settings(&config.redis, &acl_path).unwrap();
+    servers.settings = settings
+        .into_iter()
+        .flat_map(|(key, value)| [format!("--{key}"), value])
+        .collect();
+    let nodes: Vec<NodeId> = servers.ports.keys().copied().collect();
+    for &node in &nodes {
+        servers.start(node);
+    }
+    for &node in &nodes {
+        wait_up(&servers.address(node)).await;
+    }
+    (dir, servers, config)
+}

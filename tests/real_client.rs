@@ -1,0 +1,266 @@
+// The client library (`standby::client`) through a real failover of real Redis 7 servers.
+// Compiled only WITHOUT `--cfg madsim`; needs `redis-server` (7.0+) on the PATH. Run it as:
+//
+//     RUSTFLAGS="" cargo test --release -p standby --target-dir target/real --test real_client
+#![cfg(not(madsim))]
+//! The story: a `Client` for user 0 (shard 0) writes every 5 ms. Two of a's three servers are
+//! SIGKILLed. The client must move to b/0 by itself (the config center's push, or a rejection
+//! and a retry), with no help from the test. Afterwards every write it acknowledged is on b/0
+//! or in a/0's quarantine file (once a/0 is restarted and rejoins), and no write of epoch 1
+//! was acknowledged after the controller was seen in epoch 2. Replication is cut before the
+//! kill (as in real_redis), so some acknowledged writes must be in the quarantine.
+
+mod common;
+
+use common::*;
+use standby::client::{Ack, Client, ClientOptions, WriteError};
+use standby::protocol::Role;
+use standby::real::run::Bound;
+use standby::real::status::query;
+use standby::types::{Cluster, Epoch, NodeId, UserId};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// One write the client was asked for, and what it answered.
+#[derive(Clone, Debug)]
+struct Outcome {
+    key: String,
+    value: String,
+    result: Result<Ack, WriteError>,
+    /// When `write` returned.
+    done: Instant,
+}
+
+/// Writes `c<n>` = `<n>` through the client every 5 ms until `stop` is set.
+async fn write_continuously(
+    client: Arc<Client>,
+    log: Arc<Mutex<Vec<Outcome>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        n += 1;
+        let (key, value) = (format!("c{n}"), n.to_string());
+        let result = client.write(&key, &value).await;
+        let done = Instant::now();
+        log.lock().unwrap().push(Outcome {
+            key,
+            value,
+            result,
+            done,
+        });
+    }
+}
+
+/// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
+async fn acked(log: &Mutex<Vec<Outcome>>, epoch: u64, node: NodeId, count: usize) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (n, last) = {
+            let log = log.lock().unwrap();
+            let n = (log.iter())
+                .filter(|o| matches!(&o.result, Ok(a) if a.epoch == Epoch(epoch) && a.node == node))
+                .count();
+            (n, log.iter().rev().take(3).cloned().collect::<Vec<_>>())
+        };
+        if n >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {count} epoch-{epoch} acks on {node}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
+    let (dir, mut servers, config) = start_servers("real-client").await;
+    let bound = Bound::bind(config.clone()).await.expect("bound");
+    let status_address = bound.status_address().to_string();
+    let center = bound.config_center_address().to_string();
+    let (stop_controller, stopped) = oneshot::channel::<()>();
+    let controller = tokio::spawn(bound.run(async {
+        let _ = stopped.await;
+    }));
+    let (a0, a1, b0) = (
+        NodeId::new(Cluster::A, 0),
+        NodeId::new(Cluster::A, 1),
+        NodeId::new(Cluster::B, 0),
+    );
+
+    let client = Arc::new(Client::start(ClientOptions::new(
+        center,
+        UserId(0),
+        WRITER.0,
+        WRITER.1,
+    )));
+    let first = client.wait_for_route(SETTLE).await.expect("a first route");
+    assert_eq!((first.epoch, first.node), (Epoch(1), a0), "{first:?}");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = tokio::spawn(write_continuously(
+        client.clone(),
+        log.clone(),
+        stop.clone(),
+    ));
+    acked(&log, 1, a0, 20).await;
+
+    // b/0 replicates a/0 before a is killed (else every epoch-1 write would be divergent).
+    let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let key = (log.lock().unwrap().iter().rev())
+            .find(|o| o.result.is_ok())
+            .map(|o| o.key.clone())
+            .unwrap();
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut b)
+            .await
+            .unwrap_or(None);
+        if value.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b/0 never got a/0's writes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Shard 0's replication breaks (a/0 refuses b/0's sync from now on, as in real_redis):
+    // the writes a/0 acknowledges next never reach b/0 and must end in the quarantine.
+    let mut admin = connect(&servers.address(a0), Some(ADMIN)).await.unwrap();
+    let _: String = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(AGENT.0)
+        .arg("-psync")
+        .arg("-sync")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let before_cut = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|o| o.result.is_ok())
+        .count();
+    acked(&log, 1, a0, before_cut + 10).await;
+
+    // a loses two of three servers. The first status showing epoch 2 bounds the promotion
+    // from above: the client must have acknowledged no epoch-1 write after it.
+    servers.kill(a0);
+    servers.kill(a1);
+    let deadline = Instant::now() + SETTLE;
+    let promoted = loop {
+        if let Ok((_, status)) = query(&status_address, Duration::from_secs(1)).await {
+            if status.epoch >= 2 {
+                assert_eq!(status.primary, "b", "{status:?}");
+                break Instant::now();
+            }
+        }
+        assert!(Instant::now() < deadline, "no failover to b");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+
+    // The client moves to b/0 by itself and writes there.
+    acked(&log, 2, b0, 20).await;
+    let route = client.route().expect("a route");
+    assert_eq!((route.epoch, route.node), (Epoch(2), b0), "{route:?}");
+
+    // a comes back: a/0 exports its divergent writes (if any) and follows b/0.
+    servers.start(a0);
+    servers.start(a1);
+    status_until(&status_address, "a rejoins as backup", |s| {
+        s.epoch == 2 && s.phase == "normal" && cluster_role(s, "a") == "available backup"
+    })
+    .await;
+    let deadline = Instant::now() + SETTLE;
+    while node_state(&config, a0).role != Role::Backup {
+        assert!(
+            Instant::now() < deadline,
+            "a/0: {:?}",
+            node_state(&config, a0)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writing.await.unwrap();
+    let outcomes = log.lock().unwrap().clone();
+
+    // No epoch-1 ack after the promotion.
+    let late: Vec<&Outcome> = (outcomes.iter())
+        .filter(|o| matches!(&o.result, Ok(a) if a.epoch == Epoch(1)) && o.done >= promoted)
+        .collect();
+    assert!(late.is_empty(), "epoch-1 acks after epoch 2: {late:?}");
+
+    // Every ack is on b/0 or in a/0's quarantine (none when nothing diverged).
+    let file = config.redis.quarantine_dir.join("a-0.epoch-2.jsonl");
+    let quarantined: Vec<serde_json::Value> = match std::fs::read_to_string(&file) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", file.display()),
+    };
+    let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
+    let (mut on_b, mut in_quarantine) = (0, 0usize);
+    for outcome in &outcomes {
+        let Ok(ack) = &outcome.result else { continue };
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&outcome.key)
+            .query_async(&mut b)
+            .await
+            .unwrap();
+        if value.as_deref() == Some(outcome.value.as_str()) {
+            on_b += 1;
+            continue;
+        }
+        let kept = quarantined.iter().any(|e| {
+            e["lsn"] == ack.lsn.0
+                && e["key"] == outcome.key.as_str()
+                && e["value"] == outcome.value.as_str()
+        });
+        assert!(
+            ack.node == a0 && kept,
+            "acked write lost: {outcome:?} (b/0 has {value:?}; quarantine {})",
+            file.display()
+        );
+        in_quarantine += 1;
+    }
+    let count = |f: &dyn Fn(&Result<Ack, WriteError>) -> bool| {
+        outcomes.iter().filter(|o| f(&o.result)).count()
+    };
+    let unknown = count(&|r| matches!(r, Err(WriteError::Unknown(_))));
+    let failed = count(&|r| matches!(r, Err(e) if !matches!(e, WriteError::Unknown(_))));
+    let errors: Vec<String> = (outcomes.iter())
+        .filter_map(|o| o.result.as_ref().err().map(|e| e.to_string()))
+        .take(5)
+        .collect();
+    eprintln!(
+        "writes {}, acked on b/0 {on_b}, acked and quarantined {in_quarantine}, unknown {unknown}, \
+         not written {failed}; first errors: {errors:?}",
+        outcomes.len()
+    );
+
+    assert!(
+        in_quarantine >= 10,
+        "the acks after the cut are in the quarantine"
+    );
+
+    drop(stop_controller);
+    controller.await.unwrap().expect("a clean stop");
+    drop(client);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
