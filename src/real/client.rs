@@ -357,7 +357,9 @@ const CATCH_UP: Duration = Duration::from_millis(200);
 
 impl Attempt {
     /// Whether the node refused because it has not caught up with `epoch` yet: its epoch is
-    /// older (`STALE_EPOCH n`, n < epoch), or its lease has not been granted or renewed.
+    /// older (`STALE_EPOCH n` or `FENCED n`, n < epoch: a backup fenced at bootstrap is
+    /// promoted a heartbeat after the route is published), or its lease has not been granted
+    /// or renewed.
     fn behind(&self, epoch: Epoch) -> bool {
         let Attempt::Rejected(text) = self else {
             return false;
@@ -367,7 +369,7 @@ impl Attempt {
             words.next(),
             words.next().and_then(|n| n.parse::<u64>().ok()),
         ) {
-            (Some("STALE_EPOCH"), Some(n)) => n < epoch.0,
+            (Some("STALE_EPOCH" | "FENCED"), Some(n)) => n < epoch.0,
             (Some("LEASE_EXPIRED"), _) => true,
             _ => false,
         }

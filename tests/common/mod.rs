@@ -11,7 +11,7 @@ use standby::real::redis_node::NodeState;
 use standby::real::run::node_state_file;
 use standby::real::status::{query, Status};
 use standby::types::{Cluster, NodeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +37,8 @@ pub struct Servers {
     pub settings: Vec<String>,
     pub ports: BTreeMap<NodeId, u16>,
     pub running: BTreeMap<NodeId, Child>,
+    /// The running servers SIGSTOPped by [`Servers::pause`] and not yet resumed.
+    pub paused: BTreeSet<NodeId>,
 }
 
 impl Servers {
@@ -47,6 +49,7 @@ impl Servers {
             settings: Vec::new(),
             ports,
             running: BTreeMap::new(),
+            paused: BTreeSet::new(),
         }
     }
 
@@ -72,8 +75,39 @@ impl Servers {
         self.running.insert(node, child);
     }
 
-    /// SIGKILLs `node`'s server and reaps it.
+    /// The process id of `node`'s running server.
+    pub fn pid(&self, node: NodeId) -> Option<u32> {
+        self.running.get(&node).map(Child::id)
+    }
+
+    /// Sends `signal` (a name `kill -s` knows: STOP, CONT) to `node`'s running server.
+    fn signal(&self, node: NodeId, signal: &str) -> bool {
+        let Some(pid) = self.pid(node) else {
+            return false;
+        };
+        Command::new("kill")
+            .args(["-s", signal, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// SIGSTOPs `node`'s server (it keeps its sockets; requests queue up unanswered).
+    pub fn pause(&mut self, node: NodeId) {
+        assert!(self.signal(node, "STOP"), "cannot SIGSTOP {node}");
+        self.paused.insert(node);
+    }
+
+    /// SIGCONTs `node`'s server.
+    pub fn resume(&mut self, node: NodeId) {
+        assert!(self.signal(node, "CONT"), "cannot SIGCONT {node}");
+        self.paused.remove(&node);
+    }
+
+    /// SIGKILLs `node`'s server (SIGCONT first if it was paused) and reaps it.
     pub fn kill(&mut self, node: NodeId) {
+        if self.paused.remove(&node) {
+            let _ = self.signal(node, "CONT");
+        }
         if let Some(mut child) = self.running.remove(&node) {
             let _ = child.kill();
             let _ = child.wait();
@@ -121,6 +155,15 @@ pub async fn connect(
     address: &str,
     user: Option<(&str, &str)>,
 ) -> redis::RedisResult<MultiplexedConnection> {
+    connect_with_timeout(address, user, CALL).await
+}
+
+/// As [`connect`], waiting up to `response` for each reply.
+pub async fn connect_with_timeout(
+    address: &str,
+    user: Option<(&str, &str)>,
+    response: Duration,
+) -> redis::RedisResult<MultiplexedConnection> {
     let (host, port) = address.rsplit_once(':').unwrap();
     let info = ConnectionInfo {
         addr: ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap()),
@@ -132,7 +175,7 @@ pub async fn connect(
     };
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(CALL)
-        .set_response_timeout(CALL);
+        .set_response_timeout(response);
     Client::open(info)?
         .get_multiplexed_async_connection_with_config(&config)
         .await
