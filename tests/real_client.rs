@@ -15,13 +15,11 @@ mod common;
 use common::*;
 use standby::client::{Ack, Client, ClientOptions, WriteError};
 use standby::protocol::Role;
-use standby::real::run::Bound;
 use standby::real::status::query;
 use standby::types::{Cluster, Epoch, NodeId, UserId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 
 /// One write the client was asked for, and what it answered.
 #[derive(Clone, Debug)]
@@ -80,13 +78,8 @@ async fn acked(log: &Mutex<Vec<Outcome>>, epoch: u64, node: NodeId, count: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
     let (dir, mut servers, config) = start_servers("real-client").await;
-    let bound = Bound::bind(config.clone()).await.expect("bound");
-    let status_address = bound.status_address().to_string();
-    let center = bound.config_center_address().to_string();
-    let (stop_controller, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(bound.run(async {
-        let _ = stopped.await;
-    }));
+    let controller = RunningController::start(config.clone()).await;
+    let (status_address, center) = (controller.status_address.clone(), controller.center.clone());
     let (a0, a1, b0) = (
         NodeId::new(Cluster::A, 0),
         NodeId::new(Cluster::A, 1),
@@ -258,8 +251,7 @@ async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
         "the acks after the cut are in the quarantine"
     );
 
-    drop(stop_controller);
-    controller.await.unwrap().expect("a clean stop");
+    controller.stop().await;
     drop(client);
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);

@@ -27,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 /// The stale writer's wait for one reply: longer than the whole pause, so the replies of the
@@ -173,15 +172,8 @@ fn process_state(pid: u32) -> Option<char> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pausing_the_primary_past_the_failover_acks_no_stale_write_and_loses_no_ack() {
     let (dir, mut servers, config) = start_servers("real-pause").await;
-    let bound = standby::real::run::Bound::bind(config.clone())
-        .await
-        .expect("bound");
-    let status_address = bound.status_address().to_string();
-    let center = bound.config_center_address().to_string();
-    let (stop_controller, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(bound.run(async {
-        let _ = stopped.await;
-    }));
+    let controller = RunningController::start(config.clone()).await;
+    let (status_address, center) = (controller.status_address.clone(), controller.center.clone());
     let (a0, a1, b0) = (
         NodeId::new(Cluster::A, 0),
         NodeId::new(Cluster::A, 1),
@@ -463,8 +455,7 @@ async fn pausing_the_primary_past_the_failover_acks_no_stale_write_and_loses_no_
         outcomes.len(),
     );
 
-    drop(stop_controller);
-    controller.await.unwrap().expect("a clean stop");
+    controller.stop().await;
     drop(client);
     drop(servers);
     let _ = std::fs::remove_dir_all(&dir);

@@ -20,14 +20,13 @@ use common::*;
 use redis::aio::MultiplexedConnection;
 use standby::protocol::Role;
 use standby::real::config::Config;
-use standby::real::run::Bound;
 use standby::types::{Cluster, Epoch, NodeId, UserConfig, UserId};
 use standby::wire::{read_frame, write_frame, Message};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 /// `FCALL standby_write 1 key epoch value` as the writer: the LSN, or the error's text.
 async fn fenced_write(
@@ -174,13 +173,8 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     let (dir, mut servers, config) = start_servers("real-redis").await;
 
     // The controller, the subscriber and the writer.
-    let bound = Bound::bind(config.clone()).await.expect("bound");
-    let status_address = bound.status_address().to_string();
-    let center = bound.config_center_address().to_string();
-    let (stop_controller, stopped) = oneshot::channel::<()>();
-    let controller = tokio::spawn(bound.run(async {
-        let _ = stopped.await;
-    }));
+    let controller = RunningController::start(config.clone()).await;
+    let (status_address, center) = (controller.status_address.clone(), controller.center.clone());
     let (routes_in, routes) = watch::channel(None);
     let subscription = tokio::spawn(subscribe(center, routes_in));
     let log = Arc::new(Mutex::new(Vec::new()));
@@ -308,8 +302,7 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
 
     // With no controller, nothing renews b/0's lease: it lapses on Redis's own clock, and b/0
     // refuses writes with no standby process alive.
-    drop(stop_controller);
-    controller.await.unwrap().expect("a clean stop");
+    controller.stop().await;
     subscription.abort();
     let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(config.params.lease_duration_ms + 50)).await;

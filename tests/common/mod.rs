@@ -315,3 +315,41 @@ pub async fn start_servers(name: &str) -> (PathBuf, Servers, Config) {
     }
     (dir, servers, config)
 }
+
+/// The controller process's work, run in-process over `config`: its status and config center
+/// addresses, and a clean stop.
+pub struct RunningController {
+    /// Where `standby status` asks.
+    pub status_address: String,
+    /// Where users subscribe.
+    pub center: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), standby::real::run::RunError>>,
+}
+
+impl RunningController {
+    /// Binds the controller's listeners and starts it.
+    pub async fn start(config: Config) -> RunningController {
+        let bound = standby::real::run::Bound::bind(config)
+            .await
+            .expect("bound");
+        let status_address = bound.status_address().to_string();
+        let center = bound.config_center_address().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.run(async {
+            let _ = stopped.await;
+        }));
+        RunningController {
+            status_address,
+            center,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops it and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        drop(self.stop);
+        self.task.await.unwrap().expect("a clean stop");
+    }
+}
