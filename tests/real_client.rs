@@ -14,44 +14,11 @@ mod common;
 
 use common::*;
 use standby::client::{Ack, Client, ClientOptions, WriteError};
-use standby::protocol::Role;
 use standby::real::status::query;
 use standby::types::{Cluster, Epoch, NodeId, UserId};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One write the client was asked for, and what it answered.
-#[derive(Clone, Debug)]
-struct Outcome {
-    key: String,
-    value: String,
-    result: Result<Ack, WriteError>,
-    /// When `write` returned.
-    done: Instant,
-}
-
-/// Writes `c<n>` = `<n>` through the client every 5 ms until `stop` is set.
-async fn write_continuously(
-    client: Arc<Client>,
-    log: Arc<Mutex<Vec<Outcome>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        n += 1;
-        let (key, value) = (format!("c{n}"), n.to_string());
-        let result = client.write(&key, &value).await;
-        let done = Instant::now();
-        log.lock().unwrap().push(Outcome {
-            key,
-            value,
-            result,
-            done,
-        });
-    }
-}
 
 /// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
 async fn acked(log: &Mutex<Vec<Outcome>>, epoch: u64, node: NodeId, count: usize) {
@@ -125,22 +92,7 @@ async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
 
     // Shard 0's replication breaks (a/0 refuses b/0's sync from now on, as in real_redis):
     // the writes a/0 acknowledges next never reach b/0 and must end in the quarantine.
-    let mut admin = connect(&servers.address(a0), Some(ADMIN)).await.unwrap();
-    let _: String = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(AGENT.0)
-        .arg("-psync")
-        .arg("-sync")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("replica")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    cut_replication(&servers.address(a0)).await;
     let before_cut = log
         .lock()
         .unwrap()
@@ -177,15 +129,7 @@ async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
         s.epoch == 2 && s.phase == "normal" && cluster_role(s, "a") == "available backup"
     })
     .await;
-    let deadline = Instant::now() + SETTLE;
-    while node_state(&config, a0).role != Role::Backup {
-        assert!(
-            Instant::now() < deadline,
-            "a/0: {:?}",
-            node_state(&config, a0)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_backup(&config, a0).await;
     stop.store(true, Ordering::Relaxed);
     writing.await.unwrap();
     let outcomes = log.lock().unwrap().clone();

@@ -19,8 +19,7 @@ mod common;
 
 use common::*;
 use redis::aio::MultiplexedConnection;
-use standby::client::{Ack, Client, ClientOptions, WriteError};
-use standby::protocol::Role;
+use standby::client::{Client, ClientOptions};
 use standby::real::status::query;
 use standby::types::{Cluster, Epoch, NodeId, UserId};
 use std::collections::BTreeMap;
@@ -32,16 +31,6 @@ use tokio::task::JoinSet;
 /// The stale writer's wait for one reply: longer than the whole pause, so the replies of the
 /// writes queued in the stopped server are seen (not given up as timeouts).
 const STALE_REPLY: Duration = Duration::from_secs(20);
-
-/// One write of the client (writer 1), and what `write` answered.
-#[derive(Clone, Debug)]
-struct Outcome {
-    key: String,
-    value: String,
-    result: Result<Ack, WriteError>,
-    /// When `write` returned.
-    done: Instant,
-}
 
 /// One `FCALL standby_write` of the stale writer (writer 2).
 #[derive(Clone, Debug)]
@@ -69,28 +58,6 @@ impl Stale {
             Err(e) if e.starts_with("transport:") => "transport",
             Err(e) => e.split_whitespace().next().unwrap_or("error"),
         }
-    }
-}
-
-/// Writes `c<n>` = `<n>` through the client every 5 ms until `stop` is set.
-async fn write_continuously(
-    client: Arc<Client>,
-    log: Arc<Mutex<Vec<Outcome>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        n += 1;
-        let (key, value) = (format!("c{n}"), n.to_string());
-        let result = client.write(&key, &value).await;
-        let done = Instant::now();
-        log.lock().unwrap().push(Outcome {
-            key,
-            value,
-            result,
-            done,
-        });
     }
 }
 
@@ -316,15 +283,7 @@ async fn pausing_the_primary_past_the_failover_acks_no_stale_write_and_loses_no_
         s.epoch == 2 && s.phase == "normal" && cluster_role(s, "a") == "available backup"
     })
     .await;
-    let deadline = Instant::now() + SETTLE;
-    while node_state(&config, a0).role != Role::Backup {
-        assert!(
-            Instant::now() < deadline,
-            "a/0: {:?}",
-            node_state(&config, a0)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_backup(&config, a0).await;
     // Writer 1 writes on b/0 in epoch 2, also after a/0 rejoined.
     until_count("client acks on b/0 after a/0 rejoined", &log, 20, |o| {
         matches!(&o.result, Ok(a) if a.node == b0 && a.epoch == Epoch(2)) && o.done >= rejoined

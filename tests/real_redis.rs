@@ -18,7 +18,6 @@ mod common;
 
 use common::*;
 use redis::aio::MultiplexedConnection;
-use standby::protocol::Role;
 use standby::real::config::Config;
 use standby::types::{Cluster, Epoch, NodeId, UserConfig, UserId};
 use standby::wire::{read_frame, write_frame, Message};
@@ -217,22 +216,7 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
 
     // Shard 0's replication breaks (a/0 refuses b/0's sync from now on): the writes a/0 takes
     // next never reach b/0, and after the failover they are a/0's divergent suffix.
-    let mut admin = connect(&servers.address(a0), Some(ADMIN)).await.unwrap();
-    let _: String = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg(AGENT.0)
-        .arg("-psync")
-        .arg("-sync")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("replica")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    cut_replication(&servers.address(a0)).await;
     let cut = log.lock().unwrap().len();
     let deadline = Instant::now() + SETTLE;
     while log.lock().unwrap()[cut..]
@@ -274,15 +258,7 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     })
     .await;
     tracing::info!(?status, "a rejoined");
-    let deadline = Instant::now() + SETTLE;
-    while node_state(&config, a0).role != Role::Backup {
-        assert!(
-            Instant::now() < deadline,
-            "a/0: {:?}",
-            node_state(&config, a0)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_backup(&config, a0).await;
     stop_writer.store(true, std::sync::atomic::Ordering::Relaxed);
     writing.await.unwrap();
     let mut agent = connect(&servers.address(a0), Some(AGENT)).await.unwrap();

@@ -353,3 +353,70 @@ impl RunningController {
         self.task.await.unwrap().expect("a clean stop");
     }
 }
+
+/// One write of a `standby::client::Client`, as the tests log it.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub key: String,
+    pub value: String,
+    pub result: Result<standby::client::Ack, standby::client::WriteError>,
+    /// When `write` returned.
+    pub done: Instant,
+}
+
+/// Writes `c<n>` = `<n>` through the client every 5 ms until `stop` is set.
+pub async fn write_continuously(
+    client: std::sync::Arc<standby::client::Client>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut n = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        n += 1;
+        let (key, value) = (format!("c{n}"), n.to_string());
+        let result = client.write(&key, &value).await;
+        let done = Instant::now();
+        log.lock().unwrap().push(Outcome {
+            key,
+            value,
+            result,
+            done,
+        });
+    }
+}
+
+/// Breaks the replication of the shard `address` is primary of: its agent user may no longer
+/// sync, and the connected replica is dropped. The writes the primary takes next never reach
+/// its backup, and after a failover they are its divergent suffix.
+pub async fn cut_replication(address: &str) {
+    let mut admin = connect(address, Some(ADMIN)).await.unwrap();
+    let _: String = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(AGENT.0)
+        .arg("-psync")
+        .arg("-sync")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("replica")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+}
+
+/// Waits (bounded) until the controller's state file says `node` is a backup.
+pub async fn until_backup(config: &Config, node: NodeId) {
+    let deadline = Instant::now() + SETTLE;
+    while node_state(config, node).role != standby::protocol::Role::Backup {
+        assert!(
+            Instant::now() < deadline,
+            "{node}: {:?}",
+            node_state(config, node)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
