@@ -7,8 +7,8 @@
 
 use proptest::prelude::*;
 use standby::controller::{
-    Action, Alarm, AlarmEvent, AlarmKind, Availability, ClusterHealth, Controller, Durable, Note,
-    Phase, Resolution, Topology,
+    Action, Alarm, AlarmEvent, AlarmKind, Availability, ClusterHealth, Controller, Durable,
+    NodeView, Note, Phase, Resolution, Topology,
 };
 use standby::node::{Node, NodeEvent};
 use standby::params::{cluster_available, Params};
@@ -76,6 +76,10 @@ struct World {
     /// Nodes that neither answer nor take heartbeats (crashed or paused). Their volatile state
     /// (the lease) is kept: a paused node still holds whatever lease it had.
     silent: BTreeSet<NodeId>,
+    /// Nodes whose address refuses connections: every heartbeat to them is answered by an
+    /// immediate refusal. The node itself keeps running with its lease, as behind a
+    /// firewall's REJECT (a killed server refuses the same way, with nothing behind).
+    refusing: BTreeSet<NodeId>,
     network: Network,
     rng: SplitMix,
     now: Time,
@@ -133,6 +137,7 @@ impl World {
             nodes,
             drift_ppm,
             silent: BTreeSet::new(),
+            refusing: BTreeSet::new(),
             network,
             rng: SplitMix(seed),
             now: Time::ZERO,
@@ -219,6 +224,11 @@ impl World {
     fn deliver(&mut self, message: Message) {
         match message {
             Message::Heartbeat(id, heartbeat) => {
+                if self.refusing.contains(&id) {
+                    self.controller.handle_refused(id, heartbeat.round);
+                    self.drain();
+                    return;
+                }
                 if self.silent.contains(&id) {
                     return;
                 }
@@ -1843,4 +1853,82 @@ fn a_silent_node_is_declared_down_within_timeout_plus_interval() {
             "interval {interval} timeout {timeout}: declared {after} ms after falling silent"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused connections: evidence for detection, never for leases
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_refusal_makes_a_node_unavailable_until_it_answers_a_later_round() {
+    let params = Params::default();
+    let mut view = NodeView::default();
+    view.sent(1, ms(0));
+    view.answered(1, ms(1));
+    view.sent(2, ms(100));
+    view.connection_refused(2);
+    assert!(
+        !view.available(ms(101), &params),
+        "refused: unavailable at once"
+    );
+    view.sent(3, ms(200));
+    view.answered(3, ms(201));
+    assert!(view.available(ms(201), &params), "a later answer clears it");
+    view.connection_refused(2);
+    assert!(
+        view.available(ms(202), &params),
+        "a refusal older than the last answer is ignored"
+    );
+}
+
+/// Two of three primaries' addresses start refusing at 1 s while the servers behind them keep
+/// running with their leases (a firewall's REJECT): the cluster is declared failed within two
+/// rounds rather than after the 1 s timeout, and b is promoted only once those leases ran out.
+#[test]
+fn a_refusal_speeds_detection_but_the_failover_still_waits_out_the_leases() {
+    let params = Params {
+        heartbeat_interval_ms: 100,
+        heartbeat_timeout_ms: 1000,
+        lease_duration_ms: 300,
+        ..Params::default()
+    };
+    let users: Vec<(u32, u16)> = (0..3).map(|i| (100 + i, i as u16)).collect();
+    let mut world = World::new(params, topology(3, &users, 0), Network::PERFECT, 7);
+    world.run_until(ms(1000));
+    for i in 0..2 {
+        let a = NodeId::new(Cluster::A, i);
+        assert!(
+            world.has_lease(a),
+            "{a} holds a lease when it starts refusing"
+        );
+        world.refusing.insert(a);
+    }
+    world.run_until(ms(3000));
+
+    let failed_at = world
+        .notes()
+        .find(|(_, n)| {
+            matches!(
+                n,
+                Note::ClusterDeclared {
+                    cluster: Cluster::A,
+                    availability: Availability::Failed,
+                    ..
+                }
+            )
+        })
+        .map(|(t, _)| t)
+        .expect("a declared failed");
+    assert!(
+        failed_at <= ms(1200),
+        "declared failed at {failed_at}, not within two rounds of the first refusal"
+    );
+    assert_eq!(world.controller.durable().primary, Cluster::B);
+    // The world checks, at every promotion, that no node of a holds a lease by its own clock.
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+    let promoted = (world.promotions.iter())
+        .find(|(_, id, _)| id.cluster == Cluster::B)
+        .map(|(t, _, _)| *t)
+        .expect("b promoted");
+    assert!(promoted > failed_at, "b promoted at {promoted}");
 }

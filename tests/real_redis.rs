@@ -346,3 +346,49 @@ async fn check_quarantine(config: &Config, servers: &Servers, log: &[Attempt]) {
         "the writes a/0 took after the cut are divergent"
     );
 }
+
+/// The evidence behind fast detection: once a server is SIGKILLed, the next heartbeat on the
+/// open connection is answered `Refused` (the kernel closed the connection, the link tried a
+/// new one, and the port refused it), while a SIGSTOPped server, whose port still accepts
+/// connections, stays `Silent`. Nothing here is timed but the heartbeat's own timeout.
+#[tokio::test]
+async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
+    use standby::protocol::Heartbeat;
+    use standby::real::redis_node::{RedisNode, RedisNodeOptions};
+    use standby::service::controller::{NoReport, NodeLink};
+
+    let (dir, mut servers, config) = start_servers("refused").await;
+    let link = |node: NodeId| {
+        RedisNode::open(RedisNodeOptions {
+            node,
+            address: servers.address(node),
+            user: AGENT.0.to_string(),
+            password: AGENT.1.to_string(),
+            state_file: dir.join(format!("{node}.state.json")),
+            quarantine_dir: config.redis.quarantine_dir.clone(),
+        })
+        .unwrap()
+    };
+    let (killed, paused) = (NodeId::new(Cluster::A, 0), NodeId::new(Cluster::A, 1));
+    let (killed_link, paused_link) = (link(killed), link(paused));
+    let beat = |round| Heartbeat {
+        round,
+        grant: None,
+        command: None,
+    };
+    let timeout = Duration::from_millis(300);
+    for link in [&killed_link, &paused_link] {
+        let report = link.heartbeat(beat(1), timeout).await;
+        assert!(report.is_ok(), "a running server answers: {report:?}");
+    }
+
+    servers.kill(killed);
+    servers.pause(paused);
+    let killed_answer = killed_link.heartbeat(beat(2), timeout).await;
+    let paused_answer = paused_link.heartbeat(beat(2), timeout).await;
+    servers.resume(paused);
+    assert_eq!(killed_answer.err(), Some(NoReport::Refused));
+    assert_eq!(paused_answer.err(), Some(NoReport::Silent));
+    let resumed = paused_link.heartbeat(beat(3), timeout).await;
+    assert!(resumed.is_ok(), "a resumed server answers: {resumed:?}");
+}

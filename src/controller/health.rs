@@ -19,6 +19,11 @@ pub struct NodeView {
     pub last_ok_at: Option<Time>,
     /// Heartbeats sent to it and not yet answered in time, oldest first: (round, sent at).
     pub outstanding: VecDeque<(u64, Time)>,
+    /// The newest round it answered in time.
+    pub answered_round: Option<u64>,
+    /// A round for which its address refused the connection, when no later round has been
+    /// answered in time since: no process listens there.
+    pub refused: Option<u64>,
     /// Its latest report (timely or not), and when it arrived.
     pub report: Option<(NodeReport, Time)>,
     /// The latest time, on the controller's clock, at which a lease it was granted may still
@@ -35,9 +40,13 @@ impl NodeView {
     /// so one answer slowed by a lost packet does not count against the node as long as it
     /// comes within the timeout, and detection still takes at most about one timeout plus one
     /// interval from the failure.
+    ///
+    /// A refused connection makes it unavailable at once, until it answers a later round:
+    /// a killed server's port refuses within milliseconds, long before any timeout.
     pub fn available(&self, now: Time, params: &Params) -> bool {
-        (self.outstanding.front())
-            .is_none_or(|&(_, sent)| now.saturating_since(sent) < params.heartbeat_timeout())
+        self.refused.is_none()
+            && (self.outstanding.front())
+                .is_none_or(|&(_, sent)| now.saturating_since(sent) < params.heartbeat_timeout())
     }
 
     /// A heartbeat of `round` was sent to the node at `sent`.
@@ -51,8 +60,20 @@ impl NodeView {
     /// are settled.
     pub fn answered(&mut self, round: u64, now: Time) {
         self.last_ok_at = Some(now);
+        self.answered_round = self.answered_round.max(Some(round));
+        if self.refused.is_some_and(|r| r <= round) {
+            self.refused = None;
+        }
         while self.outstanding.front().is_some_and(|&(r, _)| r <= round) {
             self.outstanding.pop_front();
+        }
+    }
+
+    /// The node's address refused the connection for the heartbeat of `round`. Ignored when a
+    /// later round was already answered (the refusal is older news).
+    pub fn connection_refused(&mut self, round: u64) {
+        if self.answered_round.is_none_or(|answered| answered < round) {
+            self.refused = self.refused.max(Some(round));
         }
     }
 }

@@ -383,6 +383,20 @@ impl Controller {
         self.learn_from_report(node, &report, now);
     }
 
+    /// The node's address refused the connection for the heartbeat of `round`: nothing listens
+    /// there. The node counts as unavailable from the next evaluation on, until it answers a
+    /// later round in time. This is evidence about availability only, never about leases: a
+    /// firewall's REJECT refuses too, while the server behind it may still serve its other
+    /// clients under the lease it holds, so a failover still waits out every lease.
+    pub fn handle_refused(&mut self, node: NodeId, round: u64) {
+        if !self.round_sent_at.contains_key(&round) {
+            return; // From before a restart, or far too old to tell anything.
+        }
+        if let Some(view) = self.nodes.get_mut(node) {
+            view.connection_refused(round);
+        }
+    }
+
     /// Takes the config center's answer to a publication.
     pub fn handle_publish_reply(&mut self, _now: Time, reply: PublishReply) {
         if reply.epoch >= self.durable.epoch && self.published < self.durable.epoch {

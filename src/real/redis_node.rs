@@ -15,7 +15,7 @@
 
 use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, QuarantineSummary, Role};
 use crate::real::store::write_file_atomically;
-use crate::service::controller::NodeLink;
+use crate::service::controller::{NoReport, NodeLink};
 use crate::types::{Epoch, Lsn, NodeId};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, RedisConnectionInfo};
@@ -80,6 +80,18 @@ pub enum LinkError {
     /// No report within the heartbeat's timeout.
     #[error("no report within {0:?}")]
     Timeout(Duration),
+}
+
+impl LinkError {
+    /// The server's address refused the connection: no process listens there.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, LinkError::Redis(e) if e.is_connection_refusal())
+    }
+
+    /// The server closed the connection (or reset it).
+    fn is_closed(&self) -> bool {
+        matches!(self, LinkError::Redis(e) if e.is_connection_dropped())
+    }
 }
 
 /// How to reach and log in to one Redis server, and where its files go.
@@ -170,7 +182,10 @@ impl RedisNode {
     }
 
     /// One heartbeat, within `timeout` (waiting for an earlier one included). A failed call
-    /// drops the connection; the next heartbeat opens a new one.
+    /// drops the connection; the next heartbeat opens a new one. When the server closed the
+    /// connection, a new one is tried at once (a heartbeat is safe to apply twice): a killed
+    /// server's kernel closes it within milliseconds, and the new connection's refusal is
+    /// then this heartbeat's answer rather than the next one's.
     pub async fn beat(
         &self,
         heartbeat: Heartbeat,
@@ -178,7 +193,12 @@ impl RedisNode {
     ) -> Result<NodeReport, LinkError> {
         let work = async {
             let mut inner = self.inner.lock().await;
-            let result = self.beat_locked(&mut inner, &heartbeat, timeout).await;
+            let reused = inner.connection.is_some();
+            let mut result = self.beat_locked(&mut inner, &heartbeat, timeout).await;
+            if reused && result.as_ref().is_err_and(LinkError::is_closed) {
+                inner.connection = None;
+                result = self.beat_locked(&mut inner, &heartbeat, timeout).await;
+            }
             if result.is_err() {
                 inner.connection = None;
             }
@@ -405,15 +425,15 @@ impl NodeLink for RedisNode {
         &self,
         heartbeat: Heartbeat,
         timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Option<NodeReport>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<NodeReport, NoReport>> + Send + '_>> {
         Box::pin(async move {
-            match self.beat(heartbeat, timeout).await {
-                Ok(report) => Some(report),
-                Err(e) => {
-                    tracing::debug!(node = %self.options.node, address = %self.options.address, %e, "no report");
-                    None
+            self.beat(heartbeat, timeout).await.map_err(|e| {
+                tracing::debug!(node = %self.options.node, address = %self.options.address, %e, "no report");
+                match e.is_refusal() {
+                    true => NoReport::Refused,
+                    false => NoReport::Silent,
                 }
-            }
+            })
         })
     }
 }

@@ -24,27 +24,39 @@ const HEARTBEAT_SLOTS: usize = 4;
 /// controller drives a Redis server directly (no agent process beside it), so the node rules
 /// run inside the link instead of behind a socket.
 pub trait NodeLink: Send + Sync {
-    /// Delivers `heartbeat` and returns the node's report, or `None` when no report came
-    /// within `timeout` (a refused connection, a timeout, a malformed answer): to the
-    /// controller all of these are a heartbeat gone unanswered.
+    /// Delivers `heartbeat` and returns the node's report, or why none came within
+    /// `timeout`.
     fn heartbeat(
         &self,
         heartbeat: Heartbeat,
         timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Option<NodeReport>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<NodeReport, NoReport>> + Send + '_>>;
+}
+
+/// Why a heartbeat got no report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoReport {
+    /// No answer in time, a lost connection, a malformed answer: a heartbeat gone unanswered.
+    Silent,
+    /// The node's address refused the connection: no process listens there
+    /// ([`Controller::handle_refused`]).
+    Refused,
 }
 
 impl NodeLink for Peer {
+    /// Never [`NoReport::Refused`]: the simulator's crashed nodes are silent, and the
+    /// detection figures in BENCHMARKS.md measure the heartbeat timeout; only the Redis link
+    /// reports refusals.
     fn heartbeat(
         &self,
         heartbeat: Heartbeat,
         timeout: Duration,
-    ) -> Pin<Box<dyn Future<Output = Option<NodeReport>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<NodeReport, NoReport>> + Send + '_>> {
         Box::pin(async move {
             let request = Message::Heartbeat(heartbeat);
             match self.call(&request, timeout).await {
-                Ok(Message::Report(report)) => Some(report),
-                _ => None,
+                Ok(Message::Report(report)) => Ok(report),
+                _ => Err(NoReport::Silent),
             }
         })
     }
@@ -131,6 +143,8 @@ impl ControllerOptions {
 
 enum Input {
     Report(NodeId, NodeReport),
+    /// The node's address refused the connection for a heartbeat of this round.
+    Refused(NodeId, u64),
     Published(crate::protocol::PublishReply),
 }
 
@@ -181,9 +195,13 @@ pub async fn run_controller(
                 Action::Heartbeat { node, heartbeat } => {
                     let (peer, inputs) = (peers[&node].clone(), inputs.clone());
                     tokio::spawn(async move {
-                        if let Some(report) = peer.heartbeat(heartbeat, timeout).await {
-                            let _ = inputs.send(Input::Report(node, report));
-                        }
+                        let round = heartbeat.round;
+                        let input = match peer.heartbeat(heartbeat, timeout).await {
+                            Ok(report) => Input::Report(node, report),
+                            Err(NoReport::Refused) => Input::Refused(node, round),
+                            Err(NoReport::Silent) => return,
+                        };
+                        let _ = inputs.send(input);
                     });
                 }
                 Action::Publish { epoch, configs } => {
@@ -212,6 +230,10 @@ pub async fn run_controller(
                 Some(Input::Report(node, report)) => {
                     observer.on_report(clock.now(), node, &report);
                     controller.handle_report(clock.now(), node, report)
+                }
+                Some(Input::Refused(node, round)) => {
+                    tracing::debug!(%node, round, "connection refused");
+                    controller.handle_refused(node, round)
                 }
                 Some(Input::Published(reply)) => controller.handle_publish_reply(clock.now(), reply),
                 None => return,
