@@ -594,3 +594,32 @@ async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[test]
+fn the_status_text_shows_the_first_alarms_recovery_point_per_shard() {
+    use standby::real::status::ShardRecovery;
+    let line = |backup_applied, primary_reported, surely_unapplied| {
+        ShardRecovery {
+            shard: 0,
+            backup_applied,
+            primary_reported,
+            surely_unapplied,
+        }
+        .to_string()
+    };
+    assert_eq!(
+        line(Some(1), Some(3), Some(2)),
+        "shard 0: backup had lsn 1, primary last reported lsn 3: at least 2 write(s) missing \
+         from the backup"
+    );
+    assert_eq!(
+        line(Some(3), Some(3), Some(0)),
+        "shard 0: backup had lsn 3, primary last reported lsn 3: no write known to be missing \
+         from the backup"
+    );
+    assert_eq!(
+        line(None, Some(3), None),
+        "shard 0: backup had unknown, primary last reported lsn 3: how many writes the backup \
+         misses is unknown"
+    );
+}

@@ -50,5 +50,9 @@ pub fn server_settings(
         // write, and an acknowledged write is then on disk.
         ("appendonly".into(), "yes".into()),
         ("appendfsync".into(), "always".into()),
+        // A full sync (a backup's first, an old primary's rejoin) is diskless by default and
+        // waits 5 s for more replicas to share the transfer; a primary here has one replica,
+        // and until it synced a failover would find the backup empty.
+        ("repl-diskless-sync-delay".into(), "0".into()),
     ])
 }

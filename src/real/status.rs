@@ -62,6 +62,24 @@ pub struct AlarmStatus {
     /// raised it; an alarm restored from the state file has only `raised_at`, on the clock of
     /// an earlier process.
     pub raised_unix_ms: Option<u64>,
+    /// The first alarm's recovery point, per shard (empty for the second alarm).
+    #[serde(default)]
+    pub recovery_point: Vec<ShardRecovery>,
+}
+
+/// What one shard's backup had when replication stopped, against what its failed primary last
+/// reported (claim 2's recovery point).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecovery {
+    /// The shard.
+    pub shard: u16,
+    /// The backup's applied LSN, frozen by the stop; unknown if it did not answer the stop.
+    pub backup_applied: Option<u64>,
+    /// The failed primary's last reported LSN, if it ever reported.
+    pub primary_reported: Option<u64>,
+    /// Writes the primary surely had and the backup surely lacks (a lower bound: the primary
+    /// may have taken more after its last report, until its lease ended).
+    pub surely_unapplied: Option<u64>,
 }
 
 /// The latest snapshot, shared by the controller's observer and the status listener.
@@ -83,6 +101,14 @@ impl Status {
                 cluster: alarm.cluster.to_string(),
                 raised_at: alarm.raised_at.to_string(),
                 raised_unix_ms: raised.get(&alarm.id).map(|t| unix_ms(*t)),
+                recovery_point: (alarm.recovery_point.iter())
+                    .map(|(shard, point)| ShardRecovery {
+                        shard: shard.0,
+                        backup_applied: point.backup_applied.map(|l| l.0),
+                        primary_reported: point.primary_reported.map(|(l, _)| l.0),
+                        surely_unapplied: point.surely_unapplied,
+                    })
+                    .collect(),
             })
             .collect();
         Status {
@@ -167,8 +193,29 @@ impl fmt::Display for Status {
                 Some(ms) => writeln!(f, "{} ago", ago(ms, self.updated_unix_ms))?,
                 None => writeln!(f, "before the controller's last restart")?,
             }
+            for shard in &alarm.recovery_point {
+                writeln!(f, "    {shard}")?;
+            }
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for ShardRecovery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lsn = |l: Option<u64>| l.map_or("unknown".to_string(), |l| format!("lsn {l}"));
+        write!(
+            f,
+            "shard {}: backup had {}, primary last reported {}: ",
+            self.shard,
+            lsn(self.backup_applied),
+            lsn(self.primary_reported)
+        )?;
+        match self.surely_unapplied {
+            Some(0) => write!(f, "no write known to be missing from the backup"),
+            Some(n) => write!(f, "at least {n} write(s) missing from the backup"),
+            None => write!(f, "how many writes the backup misses is unknown"),
+        }
     }
 }
 
