@@ -240,6 +240,25 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     })
     .await;
     tracing::info!(?status, "failed over");
+    // The first alarm carries the recovery point of every shard: what b/0 had when its
+    // replication stopped (its stop point) and what a/0 last reported.
+    let alarm = (status.open_alarms.iter())
+        .find(|a| a.kind == "primary failed" && a.cluster == "a")
+        .unwrap_or_else(|| panic!("no first alarm: {status:?}"));
+    let shards: Vec<u16> = alarm.recovery_point.iter().map(|r| r.shard).collect();
+    assert_eq!(shards, [0, 1, 2], "{alarm:?}");
+    let shard0 = &alarm.recovery_point[0];
+    let (backup, primary) = (shard0.backup_applied, shard0.primary_reported);
+    assert_eq!(
+        backup,
+        Some(node_state(&config, b0).epoch_start_lsn.0),
+        "{alarm:?}"
+    );
+    let (backup, primary) = (backup.unwrap(), primary.expect("a/0 reported"));
+    assert_eq!(
+        shard0.surely_unapplied,
+        Some(primary.saturating_sub(backup))
+    );
     accepted_on(&log, 2, b0).await;
     let mut old = connect(&servers.address(a2), Some(WRITER)).await.unwrap();
     let refusal = fenced_write(&mut old, "late", 1, "x")
