@@ -9,8 +9,9 @@
 //! old primary's divergent suffix. Such a write is [`WriteError::Unknown`], never an ack.
 //!
 //! The route comes from the config center's pushes (a new one on every epoch). A write
-//! rejected by its node, or lost with its connection, waits briefly for a newer route and
-//! is retried once on it: a failover shows up to the caller as one slow write, not an error.
+//! rejected by its node, lost with its connection, or overtaken by a newer route, is tried
+//! again on the newest route until `route_wait` has passed: a failover shows up to the caller
+//! as one slow write, not an error.
 
 use crate::protocol::{ConfigAck, Route, Subscribe};
 use crate::types::{Epoch, Lsn, NodeId, UserId};
@@ -41,7 +42,8 @@ pub struct ClientOptions {
     /// The longest wait for a Redis reply. A write whose reply does not come in time is of
     /// unknown fate.
     pub reply_timeout: Duration,
-    /// How long a rejected or lost write waits for a newer route before it gives up.
+    /// How long a write keeps trying (on a newer route, or on a node catching up with its
+    /// route) before it gives up.
     pub route_wait: Duration,
 }
 
@@ -208,37 +210,45 @@ impl Client {
         found
     }
 
-    /// Writes `value` under `key` with the route's epoch. On a rejection or a lost
-    /// connection it waits up to `route_wait` for a newer route and tries once more there
-    /// (or, when the node is only behind the route, on the same route after a short wait).
+    /// Writes `value` under `key` with the route's epoch. A write that cannot be
+    /// acknowledged where it went is tried again, until `route_wait` has passed since it
+    /// started: on a newer route as soon as one is pushed, or on the same route, after a
+    /// short pause, when the node is only behind it (not yet promoted, or its first lease not
+    /// yet granted: it catches up within a heartbeat or two). A write still waiting for its
+    /// reply when a newer route arrives is abandoned for it: the controller has deposed the
+    /// node it went to, which is likely paused or dead.
     pub async fn write(&self, key: &str, value: &str) -> Result<Ack, WriteError> {
-        let route = self.route().ok_or(WriteError::NoRoute)?;
-        let first = match self.attempt(&route, key, value).await {
-            Attempt::Acked(ack) => return Ok(ack),
-            // The write ran under a lease that may be over: no retry can tell its fate.
-            Attempt::Late(why) => return Err(WriteError::Unknown(why)),
-            other => other,
-        };
-        // A node that is behind the route (not yet promoted, or its first lease not yet
-        // granted) catches up within a heartbeat or two: retry it after a short wait. Else
-        // only a newer route can help.
-        let same_route = first.behind(route.epoch);
-        let wait = if same_route {
-            self.options.route_wait.min(CATCH_UP)
-        } else {
-            self.options.route_wait
-        };
-        let newer = match self.newer_route(route.epoch, wait).await {
-            Some(newer) => newer,
-            None if same_route => route.clone(),
-            None => return Err(first.into_error()),
-        };
-        tracing::debug!(%key, from = %route.epoch, to = %newer.epoch, "retrying");
-        match (self.attempt(&newer, key, value).await, first) {
-            (Attempt::Acked(ack), _) => Ok(ack),
-            // The first attempt may have been written: its fate stays unknown.
-            (_, Attempt::Lost(why)) => Err(WriteError::Unknown(why)),
-            (retry, _) => Err(retry.into_error()),
+        let deadline = Instant::now() + self.options.route_wait;
+        let mut route = self.route().ok_or(WriteError::NoRoute)?;
+        // An attempt that may have been written: if no later one is acknowledged, the
+        // write's fate is unknown, whatever the last attempt says.
+        let mut maybe_written = None;
+        let mut pause = RETRY_PAUSE_MIN;
+        loop {
+            let attempt = tokio::select! {
+                biased;
+                attempt = self.attempt(&route, key, value) => attempt,
+                Some(newer) = self.newer_route(route.epoch, MAX_WAIT) => {
+                    Attempt::Lost(format!("{}: no reply before the epoch {} route", route.node, newer.epoch))
+                }
+            };
+            let behind = attempt.behind(route.epoch);
+            let last = match attempt {
+                Attempt::Acked(ack) => return Ok(ack),
+                // It ran under a lease that may be over: no retry can tell its fate.
+                Attempt::Late(why) => return Err(WriteError::Unknown(why)),
+                Attempt::Lost(why) => maybe_written.insert(WriteError::Unknown(why)).clone(),
+                other => other.into_error(),
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = if behind { left.min(pause) } else { left };
+            route = match self.newer_route(route.epoch, wait).await {
+                Some(newer) => newer,
+                None if behind && !left.is_zero() => route,
+                None => return Err(maybe_written.unwrap_or(last)),
+            };
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            tracing::debug!(%key, epoch = %route.epoch, node = %route.node, "retrying");
         }
     }
 
@@ -351,9 +361,14 @@ impl Client {
     }
 }
 
-/// How long a write refused by a node that is behind its route waits before it is retried
-/// there: about two heartbeats of the controller's defaults.
-const CATCH_UP: Duration = Duration::from_millis(200);
+/// The first pause before a write refused by a node that is behind its route is retried
+/// there; it doubles up to [`RETRY_PAUSE_MAX`]. Short, since the node catches up within a
+/// heartbeat or two, and a refused write costs the server one function call.
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between two tries on the same route.
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
+/// Longer than any write waits: the race of a reply against a newer route ends with one.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 impl Attempt {
     /// Whether the node refused because it has not caught up with `epoch` yet: its epoch is
