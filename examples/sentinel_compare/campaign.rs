@@ -61,6 +61,9 @@ struct Cli {
 enum Tool {
     Standby,
     Sentinel,
+    /// Sentinel with `min-replicas-to-write 1` on every server: a master without a
+    /// connected replica refuses writes.
+    SentinelMinReplicas,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -74,6 +77,7 @@ impl Tool {
         match self {
             Tool::Standby => "standby",
             Tool::Sentinel => "sentinel",
+            Tool::SentinelMinReplicas => "sentinel-min-replicas",
         }
     }
 }
@@ -91,7 +95,11 @@ impl Fault {
 const WARM_UP: Duration = Duration::from_secs(1);
 /// The longest wait for the warm-up conditions.
 const WARM_UP_CAP: Duration = Duration::from_secs(15);
-/// Kill: the longest wait for the first write on the new primary.
+/// Kill: the killed servers are restarted this long after the kill when the new primary
+/// has accepted no write by then.
+const RESTART_BY: Duration = Duration::from_secs(10);
+/// Kill: the longest wait for the first write on the new primary once the killed servers
+/// have rejoined (when it accepted none before).
 const FIRST_WRITE_CAP: Duration = Duration::from_secs(30);
 /// Kill: writing goes on this long after the first write on the new primary.
 const AFTER_FIRST_WRITE: Duration = Duration::from_secs(2);
@@ -377,7 +385,7 @@ fn read_steps(tool: Tool, dir: &Path, t0_unix_ms: u64) -> BTreeMap<String, f64> 
     let read = |file: PathBuf| std::fs::read_to_string(file).unwrap_or_default();
     match tool {
         Tool::Standby => crate::milestones::standby(&read(dir.join("controller.log")), t0_unix_ms),
-        Tool::Sentinel => {
+        Tool::Sentinel | Tool::SentinelMinReplicas => {
             let logs: Vec<String> = (0..3)
                 .map(|k| read(dir.join(format!("sentinel-{k}/sentinel.log"))))
                 .collect();
@@ -469,6 +477,26 @@ async fn sleep_checking(
     }
 }
 
+/// Waits until the following writer has an ack on b/0 (its reply time) or `until` passes
+/// (`None`), checking every 5 ms that nothing died.
+async fn wait_first_ack_on_b0(
+    writers: &Writers,
+    until: Instant,
+    servers: &mut Servers,
+    harness: &mut Harness,
+) -> Result<Option<Instant>, String> {
+    loop {
+        alive(servers, harness)?;
+        if let Some(first) = first_ack_on_b0(&writers.snapshot()) {
+            return Ok(Some(first));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The reply time of the following writer's first ack on b/0 in `log`.
 fn first_ack_on_b0(log: &[Write]) -> Option<Instant> {
     log.iter()
@@ -519,10 +547,11 @@ async fn story(
             writers.spawn(Writer::OldAddress, old);
             (servers, Harness::Standby(Box::new(standby)))
         }
-        Tool::Sentinel => {
+        Tool::Sentinel | Tool::SentinelMinReplicas => {
             let lines = {
                 let ports = ports.clone();
-                move |node| sentinel::server_lines(&ports, node)
+                let min_replicas = tool == Tool::SentinelMinReplicas;
+                move |node| sentinel::server_lines(&ports, node, min_replicas)
             };
             let mut servers = Servers::new(dir, ports, lines)?;
             for node in nodes() {
@@ -600,20 +629,13 @@ async fn story(
 
     match fault {
         Fault::Kill => {
-            let first = loop {
-                alive(&mut servers, &mut harness)?;
-                if let Some(first) = first_ack_on_b0(&writers.snapshot()) {
-                    break first;
-                }
-                if t0.elapsed() > FIRST_WRITE_CAP {
-                    return Err(format!(
-                        "no write of the following writer accepted by b/0 within \
-                         {FIRST_WRITE_CAP:?} of the kill"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            };
-            sleep_checking(first + AFTER_FIRST_WRITE, &mut servers, &mut harness).await?;
+            // The killed servers come back 2 s after the new primary's first write, or
+            // RESTART_BY after the kill if it has accepted none by then (a master that needs
+            // a replica to write waits for the old one to return).
+            let first =
+                wait_first_ack_on_b0(&writers, t0 + RESTART_BY, &mut servers, &mut harness).await?;
+            let restart_at = first.map_or(Instant::now(), |f| f + AFTER_FIRST_WRITE);
+            sleep_checking(restart_at, &mut servers, &mut harness).await?;
             let restarted = Instant::now();
             for node in targets {
                 servers.start(node)?;
@@ -631,6 +653,21 @@ async fn story(
                     ));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if first.is_none() {
+                record.notes.push(format!(
+                    "b/0 accepted no write within {RESTART_BY:?} of the kill: a/0 and a/1 \
+                     restarted then"
+                ));
+                let cap = Instant::now() + FIRST_WRITE_CAP;
+                let first = wait_first_ack_on_b0(&writers, cap, &mut servers, &mut harness).await?;
+                let Some(first) = first else {
+                    return Err(format!(
+                        "no write of the following writer accepted by b/0 within \
+                         {FIRST_WRITE_CAP:?} of a/0's rejoin"
+                    ));
+                };
+                sleep_checking(first + AFTER_FIRST_WRITE, &mut servers, &mut harness).await?;
             }
         }
         Fault::Pause => {

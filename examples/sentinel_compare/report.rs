@@ -127,7 +127,7 @@ pub fn tables(records: &[RunRecord]) -> String {
             }
         }
         let title = match fault {
-            "kill" => "kill: SIGKILL a/0 and a/1 (restarted 2 s after the first write on b/0)",
+            "kill" => "kill: SIGKILL a/0 and a/1 (restarted 2 s after the first write on b/0, or 10 s after the kill if b/0 accepted none by then)",
             "pause" => "pause: SIGSTOP a/0 and a/1, SIGCONT 5 s later",
             other => other,
         };

@@ -40,12 +40,21 @@ pub struct Sentinels {
 }
 
 /// The servers' extra config lines for Sentinel: the same persistence as standby's
-/// (`redis-setup` prints these two), and b/i a replica of a/i.
-pub fn server_lines(ports: &BTreeMap<NodeId, u16>, node: NodeId) -> Vec<String> {
+/// (`redis-setup` prints these two), b/i a replica of a/i, and with `min_replicas` on every
+/// server (as is usual: any of them may be master), `min-replicas-to-write 1`
+/// (`min-replicas-max-lag` stays at its default, 10 s).
+pub fn server_lines(
+    ports: &BTreeMap<NodeId, u16>,
+    node: NodeId,
+    min_replicas: bool,
+) -> Vec<String> {
     let mut lines = vec![
         "appendonly yes".to_string(),
         "appendfsync always".to_string(),
     ];
+    if min_replicas {
+        lines.push("min-replicas-to-write 1".to_string());
+    }
     if node.cluster == standby::types::Cluster::B {
         lines.push(format!("replicaof 127.0.0.1 {}", ports[&a(node.index)]));
     }
