@@ -136,15 +136,13 @@ async fn accepted_on(log: &Mutex<Vec<Attempt>>, epoch: u64, node: NodeId) {
     }
 }
 
-/// Waits until the backup at `address` holds an epoch-1 write accepted by `primary` (the
-/// replication link is up before the primary is killed).
-async fn replicated(address: &str, log: &Mutex<Vec<Attempt>>, primary: NodeId) {
+/// Waits until the backup at `address` holds a write accepted by `primary` among the
+/// writer's attempts from index `since` on: the replication link is up.
+async fn replicated(address: &str, log: &Mutex<Vec<Attempt>>, primary: NodeId, since: usize) {
     let mut con = connect(address, Some(WRITER)).await.unwrap();
     let deadline = Instant::now() + SETTLE;
     loop {
-        let key = log
-            .lock()
-            .unwrap()
+        let key = log.lock().unwrap()[since..]
             .iter()
             .rev()
             .find(|a| a.node == primary && a.outcome.is_ok())
@@ -191,7 +189,7 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     })
     .await;
     accepted_on(&log, 1, a0).await;
-    replicated(&servers.address(b0), &log, a0).await;
+    replicated(&servers.address(b0), &log, a0, 0).await;
 
     // Plain writes are refused by ACL: without a login, as the reader and as the agent.
     let plain = [
@@ -278,6 +276,9 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     .await;
     tracing::info!(?status, "a rejoined");
     until_backup(&config, a0).await;
+    // Replication runs new primary -> new backup: a write b/0 takes from now on reaches a/0.
+    let rejoined = log.lock().unwrap().len();
+    replicated(&servers.address(a0), &log, b0, rejoined).await;
     stop_writer.store(true, std::sync::atomic::Ordering::Relaxed);
     writing.await.unwrap();
     let mut agent = connect(&servers.address(a0), Some(AGENT)).await.unwrap();
