@@ -497,6 +497,26 @@ async fn wait_first_ack_on_b0(
     }
 }
 
+/// Waits until a/0 is b/0's replica (standby: and its backup), checking every 20 ms that
+/// nothing died: when it was first seen so, or `Err(None)` once `until` passed (`Err(Some)`
+/// when something died).
+async fn wait_rejoined(
+    until: Instant,
+    servers: &mut Servers,
+    harness: &mut Harness,
+) -> Result<Instant, Option<String>> {
+    loop {
+        alive(servers, harness).map_err(Some)?;
+        if harness.rejoined(servers).await {
+            return Ok(Instant::now());
+        }
+        if Instant::now() > until {
+            return Err(None);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The reply time of the following writer's first ack on b/0 in `log`.
 fn first_ack_on_b0(log: &[Write]) -> Option<Instant> {
     log.iter()
@@ -641,19 +661,14 @@ async fn story(
                 servers.start(node)?;
             }
             record.restarted_or_resumed_ms = Some(ms(t0, restarted));
-            loop {
-                alive(&mut servers, &mut harness)?;
-                if harness.rejoined(&servers).await {
-                    record.old_primary_replica_ms = Some(ms(t0, Instant::now()));
-                    break;
-                }
-                if restarted.elapsed() > REJOIN_CAP {
-                    return Err(format!(
-                        "a/0 was not b/0's replica within {REJOIN_CAP:?} of its restart"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let rejoined = wait_rejoined(restarted + REJOIN_CAP, &mut servers, &mut harness)
+                .await
+                .map_err(|died| {
+                    died.unwrap_or_else(|| {
+                        format!("a/0 was not b/0's replica within {REJOIN_CAP:?} of its restart")
+                    })
+                })?;
+            record.old_primary_replica_ms = Some(ms(t0, rejoined));
             if first.is_none() {
                 record.notes.push(format!(
                     "b/0 accepted no write within {RESTART_BY:?} of the kill: a/0 and a/1 \
@@ -674,19 +689,16 @@ async fn story(
             sleep_checking(t0 + PAUSE, &mut servers, &mut harness).await?;
             servers.signal(&targets, "CONT")?;
             record.restarted_or_resumed_ms = Some(ms(t0, Instant::now()));
-            loop {
-                alive(&mut servers, &mut harness)?;
-                if harness.rejoined(&servers).await {
-                    record.old_primary_replica_ms = Some(ms(t0, Instant::now()));
-                    break;
-                }
-                if t0.elapsed() > PAUSE_REJOIN_CAP {
-                    return Err(format!(
-                        "a/0 was not b/0's replica within {PAUSE_REJOIN_CAP:?} of the pause"
-                    ));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            let rejoined = wait_rejoined(t0 + PAUSE_REJOIN_CAP, &mut servers, &mut harness)
+                .await
+                .map_err(|died| {
+                    died.unwrap_or_else(|| {
+                        format!(
+                            "a/0 was not b/0's replica within {PAUSE_REJOIN_CAP:?} of the pause"
+                        )
+                    })
+                })?;
+            record.old_primary_replica_ms = Some(ms(t0, rejoined));
             sleep_checking(Instant::now() + AFTER_REJOIN, &mut servers, &mut harness).await?;
         }
     }
