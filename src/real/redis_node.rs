@@ -92,6 +92,20 @@ impl LinkError {
     fn is_closed(&self) -> bool {
         matches!(self, LinkError::Redis(e) if e.is_connection_dropped())
     }
+
+    /// The kind of failure, coarse enough that a node failing the same way every heartbeat
+    /// is logged once: `refused`, `timeout`, Redis's error code (`WRONGPASS`, `NOPERM`, ...).
+    fn kind(&self) -> String {
+        match self {
+            LinkError::Redis(e) if e.is_connection_refusal() => "refused".into(),
+            LinkError::Redis(e) => e
+                .code()
+                .map_or_else(|| format!("{:?}", e.kind()), str::to_string),
+            LinkError::File { file, .. } => format!("file {file}"),
+            LinkError::Answer(_) => "answer".into(),
+            LinkError::Timeout(_) => "timeout".into(),
+        }
+    }
 }
 
 /// How to reach and log in to one Redis server, and where its files go.
@@ -142,6 +156,9 @@ pub struct RedisNode {
     options: RedisNodeOptions,
     client: Client,
     inner: Mutex<Inner>,
+    /// The kind of the last heartbeat's failure, if it failed: a change is logged (a wrong
+    /// password or a missing ACL rule must not hide at debug level), a repeat is not.
+    trouble: std::sync::Mutex<Option<String>>,
 }
 
 impl RedisNode {
@@ -173,7 +190,29 @@ impl RedisNode {
                 state,
                 anchors: BTreeMap::new(),
             }),
+            trouble: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Logs a change in how the heartbeats fare: the first failure of a new kind (warning),
+    /// or the first answer after failures.
+    fn note_trouble(&self, error: Option<&LinkError>) {
+        let kind = error.map(LinkError::kind);
+        let mut last = self.trouble.lock().expect("trouble lock");
+        if *last == kind {
+            return;
+        }
+        let (node, address) = (self.options.node, &self.options.address);
+        match error {
+            Some(LinkError::Redis(e)) if e.kind() == redis::ErrorKind::AuthenticationFailed => {
+                tracing::warn!(%node, %address, error = %e, "no report: the agent user cannot log in (does the server load the ACL file of `standby redis-setup`?)")
+            }
+            Some(e) => {
+                tracing::warn!(%node, %address, error = %e, "no report (logged again only when the error changes)")
+            }
+            None => tracing::info!(%node, %address, "the node answers again"),
+        }
+        *last = kind;
     }
 
     /// The node's current state (as on its state file).
@@ -427,12 +466,11 @@ impl NodeLink for RedisNode {
         timeout: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<NodeReport, NoReport>> + Send + '_>> {
         Box::pin(async move {
-            self.beat(heartbeat, timeout).await.map_err(|e| {
-                tracing::debug!(node = %self.options.node, address = %self.options.address, %e, "no report");
-                match e.is_refusal() {
-                    true => NoReport::Refused,
-                    false => NoReport::Silent,
-                }
+            let result = self.beat(heartbeat, timeout).await;
+            self.note_trouble(result.as_ref().err());
+            result.map_err(|e| match e.is_refusal() {
+                true => NoReport::Refused,
+                false => NoReport::Silent,
             })
         })
     }
