@@ -313,11 +313,17 @@ fn the_state_file_round_trips_and_is_replaced_atomically() {
     assert_eq!(store.load(), None);
     store.save(&durable(2));
     store.save(&durable(3));
-    let names: Vec<_> = std::fs::read_dir(&dir)
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["state.json"], "no temporary file left behind");
+    names.sort();
+    assert_eq!(
+        names,
+        ["state.json", "state.json.lock"],
+        "no temporary file left behind"
+    );
+    drop(store);
     let reopened = FileStore::open(&path).expect("a valid file");
     assert_eq!(reopened.load(), Some(durable(3)));
 }
@@ -351,18 +357,32 @@ fn a_corrupt_state_file_is_refused_not_replaced() {
 fn a_lower_epoch_is_never_saved() {
     let dir = temp_dir("lower-epoch");
     let path = dir.join("state.json");
+    // What the state file holds, read past the store (which holds its lock).
+    let on_disk = || -> Durable { serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap() };
     FileStore::open(&path).unwrap().save(&durable(5));
     let store = FileStore::open(&path).unwrap();
     store.save(&durable(4));
-    assert_eq!(
-        FileStore::open(&path).unwrap().load(),
-        Some(durable(5)),
-        "the disk copy is kept"
-    );
+    assert_eq!(on_disk(), durable(5), "the disk copy is kept");
     store.save(&durable(6));
-    assert_eq!(FileStore::open(&path).unwrap().load(), Some(durable(6)));
+    assert_eq!(on_disk(), durable(6));
     store.save(&durable(5));
-    assert_eq!(FileStore::open(&path).unwrap().load(), Some(durable(6)));
+    assert_eq!(on_disk(), durable(6));
+}
+
+/// Two controllers on one state file would each raise epochs of their own: the second one
+/// is refused while the first holds the file, and may start once it is gone.
+#[test]
+fn a_second_controller_on_the_same_state_file_is_refused() {
+    let dir = temp_dir("locked");
+    let path = dir.join("state.json");
+    let first = FileStore::open(&path).unwrap();
+    first.save(&durable(2));
+    let error = FileStore::open(&path).expect_err("the lock is held");
+    assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("another controller"), "{error}");
+    drop(first);
+    let second = FileStore::open(&path).expect("the lock was released");
+    assert_eq!(second.load(), Some(durable(2)));
 }
 
 // ---------------------------------------------------------------------------------------------

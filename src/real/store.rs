@@ -33,6 +33,25 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Another process holds the state file's lock: two controllers driving the same nodes
+    /// from one state would each raise epochs of their own.
+    #[error("state file {file}: another controller holds its lock ({lock}); stop it first")]
+    Locked {
+        /// The state file.
+        file: String,
+        /// The lock file.
+        lock: String,
+    },
+    /// The lock file could not be opened or locked.
+    #[error("state file {file}: cannot lock {lock}: {source}")]
+    Lock {
+        /// The state file.
+        file: String,
+        /// The lock file.
+        lock: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The state could not be written.
     #[error("state file {file}: cannot write: {source}")]
     Write {
@@ -51,20 +70,26 @@ pub struct FileStore {
     loaded: Option<Durable>,
     /// The highest epoch on disk (read or written), below which no save goes.
     on_disk: Mutex<Epoch>,
+    /// `<state file>.lock`, locked (flock) while this store lives. A lock file, not the state
+    /// file itself, since every save replaces the state file with a new one.
+    _lock: File,
 }
 
 impl FileStore {
-    /// Opens the store at `path`: reads and checks the state if the file exists. A missing
-    /// file is a first start; a file that cannot be read or parsed is an error.
+    /// Opens the store at `path`: takes its lock, then reads and checks the state if the
+    /// file exists. A missing file is a first start; a file that cannot be read or parsed, or
+    /// whose lock another process holds, is an error.
     pub fn open(path: impl Into<PathBuf>) -> Result<FileStore, StoreError> {
         let path = path.into();
         check_directory(&path)?;
+        let lock = lock(&path)?;
         let loaded = read(&path)?;
         let epoch = loaded.as_ref().map_or(Epoch(0), |d| d.epoch);
         Ok(FileStore {
             path,
             loaded,
             on_disk: Mutex::new(epoch),
+            _lock: lock,
         })
     }
 
@@ -111,6 +136,33 @@ impl Store for FileStore {
             tracing::error!(%e, "cannot persist the controller state; stopping");
             panic!("{e}");
         }
+    }
+}
+
+/// Creates and locks `<path>.lock` (released when the returned file is closed, also when the
+/// process dies).
+fn lock(path: &Path) -> Result<File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let error = |source| StoreError::Lock {
+        file: path.display().to_string(),
+        lock: lock_path.display().to_string(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            file: path.display().to_string(),
+            lock: lock_path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(error(source)),
     }
 }
 
