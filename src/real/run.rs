@@ -130,7 +130,10 @@ impl Bound {
         let mut controller = tokio::spawn(run_controller(options, Clock::new(0), store, observer));
         tokio::select! {
             _ = shutdown => {
+                // Awaited, so that its state file (and the file's lock) is closed on return:
+                // a controller started next in this process may open it at once.
                 controller.abort();
+                let _ = (&mut controller).await;
                 tracing::info!("controller stopped");
                 Ok(())
             }
