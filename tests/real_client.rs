@@ -13,11 +13,11 @@
 mod common;
 
 use common::*;
-use standby::client::{Ack, Client, ClientOptions, WriteError};
+use standby::client::{Ack, WriteError};
 use standby::real::status::query;
-use standby::types::{Cluster, Epoch, NodeId, UserId};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use standby::types::{Cluster, Epoch, NodeId};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
@@ -53,21 +53,12 @@ async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
         NodeId::new(Cluster::B, 0),
     );
 
-    let client = Arc::new(Client::start(ClientOptions::new(
-        center,
-        UserId(0),
-        WRITER.0,
-        WRITER.1,
-    )));
-    let first = client.wait_for_route(SETTLE).await.expect("a first route");
-    assert_eq!((first.epoch, first.node), (Epoch(1), a0), "{first:?}");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = tokio::spawn(write_continuously(
-        client.clone(),
-        log.clone(),
-        stop.clone(),
-    ));
+    let FollowingWriter {
+        client,
+        log,
+        stop,
+        task: writing,
+    } = start_following_writer(center).await;
     acked(&log, 1, a0, 20).await;
 
     // b/0 replicates a/0 before a is killed (else every epoch-1 write would be divergent).

@@ -19,9 +19,8 @@ mod common;
 
 use common::*;
 use redis::aio::MultiplexedConnection;
-use standby::client::{Client, ClientOptions};
 use standby::real::status::query;
-use standby::types::{Cluster, Epoch, NodeId, UserId};
+use standby::types::{Cluster, Epoch, NodeId};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -148,21 +147,12 @@ async fn pausing_the_primary_past_the_failover_acks_no_stale_write_and_loses_no_
     );
 
     // Writer 1: the client, following its route.
-    let client = Arc::new(Client::start(ClientOptions::new(
-        center,
-        UserId(0),
-        WRITER.0,
-        WRITER.1,
-    )));
-    let first = client.wait_for_route(SETTLE).await.expect("a first route");
-    assert_eq!((first.epoch, first.node), (Epoch(1), a0), "{first:?}");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = tokio::spawn(write_continuously(
-        client.clone(),
-        log.clone(),
-        stop.clone(),
-    ));
+    let FollowingWriter {
+        client,
+        log,
+        stop,
+        task: writing,
+    } = start_following_writer(center).await;
     // Writer 2: epoch 1 on a/0, forever.
     let stale_log = Arc::new(Mutex::new(Vec::new()));
     let stale_writing = tokio::spawn(write_stale(

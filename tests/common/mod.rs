@@ -386,6 +386,42 @@ pub async fn write_continuously(
     }
 }
 
+/// User 0's client and its writer (`write_continuously`); set `stop`, then await `task`.
+pub struct FollowingWriter {
+    pub client: std::sync::Arc<standby::client::Client>,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>,
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts user 0's client on the config center at `center`, checks that its first route is
+/// a/0 in epoch 1, and starts it writing every 5 ms.
+pub async fn start_following_writer(center: String) -> FollowingWriter {
+    use standby::client::{Client, ClientOptions};
+    let options = ClientOptions::new(center, standby::types::UserId(0), WRITER.0, WRITER.1);
+    let client = std::sync::Arc::new(Client::start(options));
+    let first = client.wait_for_route(SETTLE).await.expect("a first route");
+    let a0 = NodeId::new(Cluster::A, 0);
+    assert_eq!(
+        (first.epoch, first.node),
+        (standby::types::Epoch(1), a0),
+        "{first:?}"
+    );
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = tokio::spawn(write_continuously(
+        client.clone(),
+        log.clone(),
+        stop.clone(),
+    ));
+    FollowingWriter {
+        client,
+        log,
+        stop,
+        task,
+    }
+}
+
 /// Breaks the replication of the shard `address` is primary of: its agent user may no longer
 /// sync, and the connected replica is dropped. The writes the primary takes next never reach
 /// its backup, and after a failover they are its divergent suffix.
