@@ -43,7 +43,7 @@ fn report(node: NodeId, round: u64) -> NodeReport {
         role,
         last_lsn: Lsn(100),
         epoch_start_lsn: Lsn(0),
-        quarantine: None,
+        quarantines: Vec::new(),
     }
 }
 

@@ -43,11 +43,20 @@ pub enum Mutation {
     EarlySyncAck,
     /// A node refusing a write never says where the new primary is.
     NoRejectionRoute,
+    /// Drops every shard's stop cap at a promotion once the backup cluster was let rejoin, as
+    /// if each of its nodes had (the bug of swarm seed 6262).
+    ClusterWideRejoin,
+    /// Closes a first alarm as "nothing lost" the moment its cluster is made primary again,
+    /// forgetting what its nodes quarantined when they rejoined in between (swarm seed 19023).
+    ResumeForgetsRejoins,
+    /// A controller restarted mid-failover promotes a backup it has not heard from since,
+    /// on the grace its nodes get (swarm seed 1861).
+    PromoteOnGrace,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 14] = [
+    pub const ALL: [Mutation; 17] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -62,6 +71,9 @@ impl Mutation {
         Mutation::ForgetEpoch,
         Mutation::EarlySyncAck,
         Mutation::NoRejectionRoute,
+        Mutation::ClusterWideRejoin,
+        Mutation::ResumeForgetsRejoins,
+        Mutation::PromoteOnGrace,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -82,6 +94,9 @@ impl Mutation {
             Mutation::ForgetEpoch => "forget-epoch",
             Mutation::EarlySyncAck => "early-sync-ack",
             Mutation::NoRejectionRoute => "no-rejection-route",
+            Mutation::ClusterWideRejoin => "cluster-wide-rejoin",
+            Mutation::ResumeForgetsRejoins => "resume-forgets-rejoins",
+            Mutation::PromoteOnGrace => "promote-on-grace",
         }
     }
 

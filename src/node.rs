@@ -35,8 +35,9 @@ pub struct NodeDisk {
     pub data: BTreeMap<String, u64>,
     /// Entries moved out of the log because the primary of a later epoch never had them.
     pub quarantine: Vec<Entry>,
-    /// What the last move to quarantine took.
-    pub last_quarantine: Option<QuarantineSummary>,
+    /// What the moves to quarantine that took writes took, oldest first (see
+    /// [`QuarantineSummary::record`]).
+    pub quarantines: Vec<QuarantineSummary>,
 }
 
 /// What a node forgets on restart.
@@ -97,7 +98,7 @@ impl NodeDisk {
             log: Vec::new(),
             data: BTreeMap::new(),
             quarantine: Vec::new(),
-            last_quarantine: None,
+            quarantines: Vec::new(),
         }
     }
 
@@ -169,10 +170,7 @@ impl Node {
             role: disk.role,
             last_lsn: disk.last_lsn(),
             epoch_start_lsn: disk.epoch_start_lsn,
-            quarantine: disk
-                .last_quarantine
-                .clone()
-                .filter(|q| q.epoch == disk.epoch),
+            quarantines: disk.quarantines.clone(),
         }
     }
 
@@ -263,7 +261,7 @@ impl Node {
             }
         }
         events.push(NodeEvent::Quarantined(summary.clone()));
-        self.disk.last_quarantine = Some(summary);
+        QuarantineSummary::record(&mut self.disk.quarantines, summary);
     }
 
     /// The route to hand a user whose write carried `epoch`, if the node knows a newer one.

@@ -119,9 +119,17 @@ pub struct NodeReport {
     pub last_lsn: Lsn,
     /// As primary: the last position when it was promoted in `epoch` (the stop point).
     pub epoch_start_lsn: Lsn,
-    /// As a follower that joined in `epoch`: what it moved to quarantine when it did.
-    pub quarantine: Option<QuarantineSummary>,
+    /// Every move to quarantine that took writes, oldest first, at most [`QUARANTINES_KEPT`]:
+    /// the evidence a loss report is made of. All of them, not only this epoch's, because a
+    /// node may join an epoch (and quarantine) out of the controller's sight, and be promoted
+    /// or join again before the controller hears from it.
+    pub quarantines: Vec<QuarantineSummary>,
 }
+
+/// How many quarantine summaries a node keeps and reports, the newest. A node can only move
+/// writes to quarantine after it was a primary, so this is that many failovers of its cluster
+/// that lost writes before the controller heard of the first.
+pub const QUARANTINES_KEPT: usize = 16;
 
 /// What a node moved to its quarantine when it joined an epoch as backup: the divergent suffix
 /// its primary never had.
@@ -135,6 +143,57 @@ pub struct QuarantineSummary {
     pub lsns: Option<(Lsn, Lsn)>,
     /// The node-clock times at which the first and last of them were accepted.
     pub span: Option<(Time, Time)>,
+}
+
+impl QuarantineSummary {
+    /// Nothing moved on joining `epoch`.
+    pub fn empty(epoch: Epoch) -> QuarantineSummary {
+        QuarantineSummary {
+            epoch,
+            count: 0,
+            lsns: None,
+            span: None,
+        }
+    }
+
+    /// Adds a join's move to a node's list of them: only moves that took writes, one per
+    /// epoch (a repeated join in the same epoch finds what the first one took), the newest
+    /// [`QUARANTINES_KEPT`].
+    pub fn record(list: &mut Vec<QuarantineSummary>, summary: QuarantineSummary) {
+        if summary.count == 0 || list.iter().any(|q| q.epoch == summary.epoch) {
+            return;
+        }
+        list.push(summary);
+        if list.len() > QUARANTINES_KEPT {
+            list.remove(0);
+        }
+    }
+
+    /// Everything the moves of a node's `list` in epochs after `after` and before `before` took,
+    /// as one summary of `epoch` (empty if none did).
+    pub fn merged(
+        list: &[QuarantineSummary],
+        after: Epoch,
+        before: Option<Epoch>,
+        epoch: Epoch,
+    ) -> QuarantineSummary {
+        let within = |q: &&QuarantineSummary| q.epoch > after && before.is_none_or(|b| q.epoch < b);
+        let mut total = QuarantineSummary::empty(epoch);
+        for q in list.iter().filter(within) {
+            total.count += q.count;
+            total.lsns = widen(total.lsns, q.lsns);
+            total.span = widen(total.span, q.span);
+        }
+        total
+    }
+}
+
+/// The smallest range holding both.
+fn widen<T: Ord + Copy>(a: Option<(T, T)>, b: Option<(T, T)>) -> Option<(T, T)> {
+    match (a, b) {
+        (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One write in a shard's log.

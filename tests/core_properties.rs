@@ -17,6 +17,7 @@ use standby::protocol::{Write, WriteReply};
 use standby::time::Time;
 use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId, WriteId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------------------------
 // Shared test world
@@ -863,12 +864,14 @@ proptest! {
                         role,
                         last_lsn: Lsn(last_lsn.max(epoch_start_lsn)),
                         epoch_start_lsn: Lsn(epoch_start_lsn),
-                        quarantine: quarantine.then_some(QuarantineSummary {
+                        quarantines: (quarantine.then_some(QuarantineSummary {
                             epoch,
-                            count: 0,
-                            lsns: None,
+                            count: 1,
+                            lsns: Some((Lsn(1), Lsn(1))),
                             span: None,
-                        }),
+                        }))
+                        .into_iter()
+                        .collect(),
                     };
                     controller.handle_report(now, NodeId::new(cluster, index), report);
                     track.drain(&mut controller, crash_after)?
@@ -888,12 +891,14 @@ proptest! {
                             role,
                             last_lsn: Lsn(last_lsn),
                             epoch_start_lsn: Lsn(last_lsn / 2),
-                            quarantine: (role == Role::Backup).then_some(QuarantineSummary {
+                            quarantines: ((role == Role::Backup && last_lsn >= 3).then_some(QuarantineSummary {
                                 epoch,
                                 count: last_lsn / 3,
                                 lsns: None,
                                 span: None,
-                            }),
+                            }))
+                            .into_iter()
+                            .collect(),
                         };
                         controller.handle_report(now, node, report);
                     }
@@ -1438,6 +1443,208 @@ fn story_d_old_primary_rejoins_as_backup_and_loss_report_closes_first_alarm() {
     assert!(durable.backup_joined);
     assert!(durable.open_alarms.is_empty(), "{:#?}", durable.open_alarms);
     assert_eq!(world.failovers_started(), 1);
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multi-failover stories: a second failover that starts before the first has settled. Both
+// were found by a 20,000-seed swarm (issue 13) and lost acknowledged writes silently.
+// ---------------------------------------------------------------------------------------------
+
+/// One shard: a/0 holds 5 writes of e1, 3 of them on b/0; a/0 goes silent at 1 s and b is
+/// promoted in e2; b/0 takes 4 writes of e2 (LSNs 4-7). a/0 answers again from 3 s; with
+/// `crash_at`, it goes silent again then (a crash just before its Follow arrives).
+fn failover_then_old_primary_back(crash_at: Option<Time>) -> World {
+    let mut world = World::simple(1);
+    let (a, b) = (NodeId::new(Cluster::A, 0), NodeId::new(Cluster::B, 0));
+    world.run_until(ms(950));
+    world.accept_writes(a, 5);
+    world.replicate(a, 3);
+    world.run_until(ms(1000));
+    world.silence(Cluster::A, [0]);
+    world.run_until(ms(3000));
+    assert_eq!(world.controller.durable().primary, Cluster::B);
+    world.accept_writes(b, 4);
+    world.wake(Cluster::A, [0]);
+    if let Some(at) = crash_at {
+        world.run_until(at);
+        world.silence(Cluster::A, [0]);
+    }
+    world
+}
+
+/// When the controller's decision that a cluster may rejoin comes from answers sent just
+/// before one of its nodes crashed, that node never truncated its divergent suffix. Its shard
+/// keeps its stop cap: if its cluster is promoted again (here after a double failure), the
+/// new stop point is where its log and the other's part (LSN 3), not its own end (LSN 5), and
+/// the other node quarantines all of its 4 writes of e2. Seed 6262 of the swarm: the cap was
+/// dropped because the cluster as a whole had been let rejoin, and b/0 kept its e2 writes at
+/// LSNs 4-5 beside a/0's e1 writes at the same LSNs (lost, in no quarantine, no alarm open).
+#[test]
+fn a_shard_keeps_its_stop_cap_until_its_node_reports_itself_a_backup() {
+    // Find when a is declared available again, then replay with a/0 silent just before.
+    let twin = failover_then_old_primary_back(None);
+    let mut probe = twin;
+    probe.run_until(ms(5000));
+    let declared = (probe.notes())
+        .filter(|(t, _)| *t > ms(3000))
+        .find_map(|(t, n)| match n {
+            Note::BackupRejoining {
+                cluster: Cluster::A,
+            } => Some(t),
+            _ => None,
+        })
+        .expect("a let rejoin");
+    let mut world = failover_then_old_primary_back(Some(declared - Duration::from_millis(150)));
+    world.run_until(declared + Duration::from_millis(500));
+    let a = world.node(Cluster::A, 0);
+    assert_eq!(
+        (a.disk.epoch, a.disk.last_lsn()),
+        (Epoch(2), Lsn(5)),
+        "a/0 never truncated"
+    );
+    assert!(world.controller.durable().backup_joined, "a was let rejoin");
+    assert!(
+        world.controller.durable().rejoined.is_empty(),
+        "but a/0 never said it did"
+    );
+
+    // b fails too: a double failure, then a comes back and is promoted in e3.
+    world.silence(Cluster::B, [0]);
+    world.run_until(declared + Duration::from_millis(2000));
+    assert_eq!(world.controller.phase(), &Phase::DoubleFailure);
+    world.wake(Cluster::A, [0]);
+    world.run_until(declared + Duration::from_millis(4000));
+    assert_eq!(world.controller.durable().epoch, Epoch(3));
+    assert_eq!(
+        world.controller.durable().stop_points.get(&Shard(0)),
+        Some(&Lsn(3))
+    );
+
+    // b/0 comes back and rejoins e3: its 4 writes of e2 are quarantined and reported.
+    world.wake(Cluster::B, [0]);
+    world.run_until(declared + Duration::from_millis(7000));
+    let (a, b) = (world.node(Cluster::A, 0), world.node(Cluster::B, 0));
+    assert_eq!((b.disk.epoch, b.disk.role), (Epoch(3), Role::Backup));
+    let quarantined: Vec<Lsn> = b.disk.quarantine.iter().map(|e| e.lsn).collect();
+    assert_eq!(quarantined, vec![Lsn(4), Lsn(5), Lsn(6), Lsn(7)]);
+    assert!(
+        a.disk.log.starts_with(&b.disk.log),
+        "b/0's log is a prefix of a/0's"
+    );
+    let b_alarm = (world.raised().into_iter())
+        .find(|x| x.kind == AlarmKind::PrimaryFailed && x.cluster == Cluster::B)
+        .expect("b's first alarm");
+    let report = (world.cleared().into_iter())
+        .find(|(id, _, _)| *id == b_alarm.id)
+        .map(|(_, _, r)| r);
+    let Some(Resolution::LossReport(losses)) = report else {
+        panic!("b's first alarm closed by {report:?}");
+    };
+    assert_eq!(losses[&Shard(0)].lsns, Some((Lsn(4), Lsn(7))));
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+}
+
+/// Three shards: a fails and b is promoted in e2; a/0 and a/1 rejoin e2 and quarantine their
+/// divergent writes, a/2 stays away; then b fails and a is promoted again in e3. The first
+/// alarm of a can no longer be closed by a's rejoin, and closing it as "resumed, nothing lost"
+/// would hide the writes a/0 and a/1 quarantined (seed 19023 of the swarm). It stays open
+/// until every node of a has reported from e3 on, then lists what a/0 and a/1 lost.
+#[test]
+fn a_cluster_made_primary_again_closes_its_alarm_with_what_its_rejoined_nodes_quarantined() {
+    let mut world = World::simple(3);
+    world.run_until(ms(950));
+    for i in 0..3 {
+        let a = NodeId::new(Cluster::A, i);
+        world.accept_writes(a, 5);
+        world.replicate(a, 3);
+    }
+    world.run_until(ms(1000));
+    world.silence(Cluster::A, 0..3);
+    world.run_until(ms(3000));
+    assert_eq!(world.controller.durable().epoch, Epoch(2));
+    world.wake(Cluster::A, 0..2);
+    world.run_until(ms(5000));
+    for i in 0..2 {
+        let a = world.node(Cluster::A, i);
+        assert_eq!((a.disk.epoch, a.disk.role), (Epoch(2), Role::Backup));
+        assert_eq!(a.disk.quarantine.len(), 2);
+    }
+    let a_alarm = world.raised()[0].clone();
+    assert_eq!(
+        (a_alarm.kind, a_alarm.cluster),
+        (AlarmKind::PrimaryFailed, Cluster::A)
+    );
+    assert!(world.cleared().is_empty(), "a/2 has not rejoined");
+
+    world.silence(Cluster::B, 0..3);
+    world.run_until(ms(7000));
+    assert_eq!(world.controller.durable().epoch, Epoch(3));
+    assert_eq!(world.controller.durable().primary, Cluster::A);
+    assert!(
+        world.cleared().iter().all(|(id, _, _)| *id != a_alarm.id),
+        "closed before a/2 said what it quarantined: {:?}",
+        world.cleared()
+    );
+    world.wake(Cluster::A, [2]);
+    world.run_until(ms(8000));
+    let report = (world.cleared().into_iter())
+        .find(|(id, _, _)| *id == a_alarm.id)
+        .map(|(_, _, r)| r);
+    let Some(Resolution::Resumed(lost)) = report else {
+        panic!("a's first alarm closed by {report:?}");
+    };
+    assert_eq!(
+        lost.keys().copied().collect::<Vec<_>>(),
+        vec![Shard(0), Shard(1)]
+    );
+    for q in lost.values() {
+        assert_eq!((q.count, q.lsns), (2, Some((Lsn(4), Lsn(5)))));
+    }
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+}
+
+/// A controller restarted in the middle of a failover presumes the backup available (it had
+/// no reason to think otherwise) and gives its nodes one timeout of grace. If the backup went
+/// down while the controller was away, that grace must not promote it: a promotion needs
+/// answers from enough of its nodes since the restart. The controller waits, declares the
+/// backup failed, and enters the double failure (swarm seed 1861).
+#[test]
+fn a_restarted_controller_promotes_no_backup_it_has_not_heard_from() {
+    let params = Params {
+        failure_rounds: 2,
+        lease_duration_ms: 250,
+        ..Params::default()
+    };
+    let users: Vec<(u32, u16)> = (0..5).map(|i| (100 + i as u32, i)).collect();
+    let mut world = World::new(params, topology(5, &users, 0), Network::PERFECT, 1);
+    world.run_until(ms(1000));
+    world.silence(Cluster::A, 0..3);
+    // Up to the detection: a declared failed, the failover persisted as under way.
+    while world.failovers_started() == 0 {
+        let next = world.now + Duration::from_millis(1);
+        world.run_until(next);
+    }
+    assert!(matches!(world.controller.phase(), Phase::Failover { .. }));
+    assert!(world.persisted.as_ref().is_some_and(|d| d.failing_over));
+    // The controller crashes there, and b's majority crashes before it is back.
+    world.silence(Cluster::B, 0..3);
+    let restart_at = world.now;
+    world.restart_controller();
+    world.run_until(restart_at + Duration::from_millis(2000));
+    assert!(
+        world
+            .promotions
+            .iter()
+            .all(|(_, id, _)| id.cluster == Cluster::A),
+        "b promoted while 3 of its 5 nodes were down: {:?}",
+        world.promotions
+    );
+    assert_eq!(world.controller.phase(), &Phase::DoubleFailure);
+    // b answers again: it is promoted once it is back.
+    world.wake(Cluster::B, 0..3);
+    world.run_until(restart_at + Duration::from_millis(4000));
+    assert_eq!(world.controller.durable().primary, Cluster::B);
     assert!(world.violations.is_empty(), "{:?}", world.violations);
 }
 

@@ -156,6 +156,7 @@ fn messages_and_names_are_escaped() {
             Event::Fault {
                 what: "partition <a> <-> 'b'".into(),
                 healed: false,
+                after: None,
             },
         ),
         (
@@ -163,6 +164,7 @@ fn messages_and_names_are_escaped() {
             Event::Fault {
                 what: "partition <a> <-> 'b'".into(),
                 healed: true,
+                after: None,
             },
         ),
     ];

@@ -117,6 +117,7 @@ fn shrinking_a_mutant_failure_keeps_its_invariant_with_at_most_three_faults() {
         kind,
         at_ms: Some(at_ms),
         window_ms: None,
+        after: None,
         duration_ms: Some(duration_ms),
     };
     scenario.faults.extend([

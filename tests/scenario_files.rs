@@ -166,3 +166,64 @@ fn an_unknown_partition_party_is_refused_naming_its_side() {
     let message = refused(&text);
     assert_names(&message, &["bad.toml", "faults[0].to", "moon"]);
 }
+
+/// `GOOD`'s fault started by a controller transition instead of at a fixed time.
+fn with_trigger(trigger: &str) -> String {
+    GOOD.replace("at_ms = 10000", &format!("after = {{ {trigger} }}"))
+}
+
+#[test]
+fn a_fault_timed_by_a_transition_is_accepted() {
+    let text = with_trigger(r#"transition = "backup-rejoining", delay_ms = 20, before_ms = 25000"#);
+    let scenario = Scenario::parse(Path::new("scenarios/good.toml"), &text).expect("valid");
+    let trigger = scenario.faults[0].after.clone().expect("a trigger");
+    assert_eq!(
+        (trigger.transition.as_str(), trigger.nth, trigger.delay_ms),
+        ("backup-rejoining", 1, 20)
+    );
+}
+
+#[test]
+fn a_fault_timed_by_an_unknown_transition_is_refused() {
+    let message = refused(&with_trigger(r#"transition = "rejoin", before_ms = 25000"#));
+    assert_names(
+        &message,
+        &[
+            "scenarios/bad.toml",
+            "faults[0].after.transition",
+            "unknown transition `rejoin`",
+            "backup-rejoining",
+        ],
+    );
+}
+
+#[test]
+fn a_trigger_without_a_latest_start_or_past_the_end_is_refused() {
+    let missing = refused(&with_trigger(r#"transition = "stop-point""#));
+    assert_names(&missing, &["scenarios/bad.toml", "before_ms"]);
+    let late = refused(&with_trigger(
+        r#"transition = "stop-point", before_ms = 31000"#,
+    ));
+    assert_names(&late, &["faults[0].after.before_ms", "after the run's end"]);
+    let zeroth = refused(&with_trigger(
+        r#"transition = "stop-point", nth = 0, before_ms = 20000"#,
+    ));
+    assert_names(&zeroth, &["faults[0].after.nth", "counts from 1"]);
+}
+
+#[test]
+fn a_fault_with_a_fixed_start_and_a_trigger_is_refused() {
+    let text = GOOD.replace(
+        "at_ms = 10000",
+        "at_ms = 10000\nafter = { transition = \"stop-point\", before_ms = 20000 }",
+    );
+    let message = refused(&text);
+    assert_names(
+        &message,
+        &[
+            "scenarios/bad.toml",
+            "faults[0]",
+            "exactly one of at_ms, window_ms and after",
+        ],
+    );
+}

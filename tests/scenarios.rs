@@ -89,6 +89,10 @@ scenario_tests! {
     controller_restarts_after_failover_from_durable_state => "controller-restarts-after-failover",
     sync_mode_link_cut_then_primary_crash_acknowledges_nothing_unreplicated => "sync-mode-link-cut-then-primary-crash",
     a_wiped_backup_node_is_resynced_from_scratch => "backup-node-wiped",
+    old_primary_crashing_before_its_rejoin_keeps_its_stop_cap => "crash-before-rejoin-then-failback",
+    failback_before_every_shard_rejoined_reports_the_rejoined_losses => "failback-before-every-shard-rejoined",
+    failback_during_a_rejoin_loses_nothing_unaccounted => "failback-during-rejoin",
+    a_restarted_controller_promotes_no_backup_on_grace => "controller-crash-mid-failover-then-backup-fails",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

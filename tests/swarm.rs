@@ -9,7 +9,7 @@ use standby_sim::check::CHECKERS;
 use standby_sim::scenario::{Expect, FaultKind, Scenario};
 use standby_sim::swarm::{
     self, failed, phase, run_swarm, swarm_replay_command, Phase, FAULT_KINDS, FAULT_START_MS,
-    QUIET_MS,
+    QUIET_MS, TRIGGERED_FAULT_MAX_MS, TRIGGER_GRACE_MS, TRIGGER_TRANSITIONS,
 };
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -85,7 +85,18 @@ fn every_option_varies_over_200_seeds() {
     assert_eq!(distinct(&|s| s.network.latency_min_ms), all(1, 5));
     assert!(distinct(&|s| s.network.latency_max_ms).len() >= 30);
     assert!(distinct(&|s| (s.network.packet_loss_percent * 10.0) as u64).len() >= 30);
-    assert_eq!(distinct(&|s| s.faults.len() as u64), all(1, 5));
+    let fixed = |s: &Scenario| s.faults.iter().filter(|f| f.at_ms.is_some()).count() as u64;
+    let triggered = |s: &Scenario| s.faults.iter().filter(|f| f.after.is_some()).count() as u64;
+    assert_eq!(distinct(&fixed), all(1, 5));
+    assert_eq!(distinct(&triggered), all(0, 2));
+    let transitions: BTreeSet<&str> = (scenarios.iter().flat_map(|s| &s.faults))
+        .filter_map(|f| f.after.as_ref().map(|t| t.transition.as_str()))
+        .collect();
+    assert_eq!(transitions, TRIGGER_TRANSITIONS.into_iter().collect());
+    let nths: BTreeSet<u64> = (scenarios.iter().flat_map(|s| &s.faults))
+        .filter_map(|f| f.after.as_ref().map(|t| t.nth as u64))
+        .collect();
+    assert_eq!(nths, all(1, 2));
     assert!(distinct(&|s| s.duration_s).len() >= 20);
 
     let faults: Vec<&FaultKind> = scenarios
@@ -182,13 +193,28 @@ fn every_option_stays_in_its_range() {
         assert!(lossy || s.network.packet_loss_percent == 0.0, "{context}");
         let window = FAULT_START_MS..=FAULT_START_MS + 30_000;
         let mut last_heal = 0;
+        let window_end = (s.faults.iter()).filter_map(|f| f.at_ms).max().unwrap_or(0);
         for f in &s.faults {
-            let (at, d) = (
-                f.at_ms.expect("at_ms"),
-                f.duration_ms.expect("every fault heals"),
-            );
-            assert!(window.contains(&at) && f.window_ms.is_none(), "{context}");
-            assert!((100..=15_000).contains(&d), "{context}");
+            let d = f.duration_ms.expect("every fault heals");
+            assert!(f.window_ms.is_none(), "{context}");
+            let at = match (&f.after, f.at_ms) {
+                (None, Some(at)) => {
+                    assert!(window.contains(&at), "{context}");
+                    assert!((100..=15_000).contains(&d), "{context}");
+                    at
+                }
+                (Some(trigger), None) => {
+                    // Its latest start: after every fixed start, within the grace.
+                    assert!(trigger.before_ms > window_end, "{context}");
+                    let latest = FAULT_START_MS + 30_000 + TRIGGER_GRACE_MS;
+                    assert!(trigger.before_ms <= latest, "{context}");
+                    assert!((1..=2).contains(&trigger.nth), "{context}");
+                    assert!(trigger.delay_ms <= 2 * c.lease_duration_ms, "{context}");
+                    assert!((100..=TRIGGERED_FAULT_MAX_MS).contains(&d), "{context}");
+                    trigger.before_ms
+                }
+                _ => panic!("a fault with a fixed start or a trigger, not both: {context}"),
+            };
             last_heal = last_heal.max(at + d);
             match &f.kind {
                 FaultKind::PacketLoss { percent } => {

@@ -189,7 +189,7 @@ fn samples() -> Vec<Message> {
             role,
             last_lsn: Lsn(99),
             epoch_start_lsn: Lsn(90),
-            quarantine: None,
+            quarantines: Vec::new(),
         }));
     }
     messages.push(Message::Report(NodeReport {
@@ -198,12 +198,12 @@ fn samples() -> Vec<Message> {
         role: Role::Backup,
         last_lsn: Lsn(90),
         epoch_start_lsn: Lsn(0),
-        quarantine: Some(QuarantineSummary {
+        quarantines: vec![QuarantineSummary {
             epoch: Epoch(2),
             count: 9,
             lsns: Some((Lsn(91), Lsn(99))),
             span: Some((Time(1_000), Time(2_000))),
-        }),
+        }],
     }));
     messages.push(Message::Write(Write {
         id: WriteId {
@@ -603,17 +603,17 @@ fn arb_message() -> impl Strategy<Value = Message> {
             arb_role(),
             arb_lsn(),
             arb_lsn(),
-            prop::option::of(quarantine),
+            prop::collection::vec(quarantine, 0..3),
         )
             .prop_map(
-                |(round, epoch, role, last_lsn, epoch_start_lsn, quarantine)| {
+                |(round, epoch, role, last_lsn, epoch_start_lsn, quarantines)| {
                     Message::Report(NodeReport {
                         round,
                         epoch,
                         role,
                         last_lsn,
                         epoch_start_lsn,
-                        quarantine,
+                        quarantines,
                     })
                 }
             ),

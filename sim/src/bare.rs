@@ -82,6 +82,11 @@ struct Bare<'a> {
 
 /// Runs a crash-only `scenario` under `seed` in the bare loop.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<BareOutcome, String> {
+    if scenario.faults.iter().any(|f| f.after.is_some()) {
+        return Err(
+            "the bare loop starts faults at fixed times only, not after a transition".to_owned(),
+        );
+    }
     let unsupported = (scenario.faults.iter()).find(|f| !matches!(f.kind, FaultKind::Crash { .. }));
     if let Some(fault) = unsupported {
         return Err(format!(

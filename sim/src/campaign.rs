@@ -1,7 +1,7 @@
 //! Campaigns: many seeds over many scenarios, summarised.
 
 use crate::check::{check, Verdict, Violation};
-use crate::effects::{EFFECTS, TRANSITIONS};
+use crate::effects::{EFFECTS, STORIES, TRANSITIONS};
 use crate::scenario::{Scenario, ScenarioError};
 use crate::trace::{self, Event};
 use crate::world::run;
@@ -306,7 +306,7 @@ pub fn never_reached(summaries: &[ScenarioSummary]) -> Vec<&'static str> {
             .iter()
             .any(|s| s.coverage.get(key).is_some_and(|&n| n > 0))
     };
-    (TRANSITIONS.iter().chain(EFFECTS.iter()))
+    (TRANSITIONS.iter().chain(&STORIES).chain(&EFFECTS))
         .copied()
         .filter(|key| !reached(key))
         .collect()
@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 14] = [
+pub const MUTANTS: [MutantSpec; 17] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -413,6 +413,21 @@ pub const MUTANTS: [MutantSpec; 14] = [
         Mutation::NoRejectionRoute,
         "users-converge",
         "users-cut-from-config-center",
+    ),
+    spec(
+        Mutation::ClusterWideRejoin,
+        "accounted-loss",
+        "crash-before-rejoin-then-failback",
+    ),
+    spec(
+        Mutation::ResumeForgetsRejoins,
+        "accounted-loss",
+        "failback-before-every-shard-rejoined",
+    ),
+    spec(
+        Mutation::PromoteOnGrace,
+        "liveness",
+        "controller-crash-mid-failover-then-backup-fails",
     ),
 ];
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 use standby::controller::{AlarmEvent, AlarmKind, Note, Resolution};
 use standby::node::NodeEvent;
 use standby::params::cluster_available;
-use standby::protocol::Role;
+use standby::protocol::{QuarantineSummary, Role};
 use standby::service::node::ReplicationMode;
 use standby::time::Time;
 use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserId, WriteId};
@@ -323,25 +323,27 @@ impl Checker<'_> {
             .any(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == cluster)
     }
 
-    /// A quarantined lost write must be in a loss report's LSN range for its shard, and have
+    /// A quarantined lost write must be in the LSN range its shard has in a loss report (or a
+    /// resumed alarm's list of losses) closing a first alarm of its node's cluster, and have
     /// been acknowledged before the end of the window its first alarm named.
     fn loss_reported(&self, node: NodeId, lsn: Lsn, acked_at: Time) -> Option<String> {
         let shard = node.shard();
         let mut windows = Vec::new();
+        let mut alarms_of_cluster = BTreeSet::new();
         let mut reported = false;
         for (_, event) in self.events() {
             match event {
                 Event::Alarm(AlarmEvent::Raised(alarm)) if alarm.cluster == node.cluster => {
+                    alarms_of_cluster.insert(alarm.id);
                     if let Some(point) = alarm.recovery_point.get(&shard) {
                         windows.push(point.window_end);
                     }
                 }
-                Event::Alarm(AlarmEvent::Cleared {
-                    resolution: Resolution::LossReport(report),
-                    ..
-                }) => {
-                    let covered = report
-                        .get(&shard)
+                Event::Alarm(AlarmEvent::Cleared { id, resolution, .. })
+                    if alarms_of_cluster.contains(id) =>
+                {
+                    let covered = losses_of(resolution)
+                        .and_then(|report| report.get(&shard))
                         .and_then(|q| q.lsns)
                         .is_some_and(|(a, b)| a <= lsn && lsn <= b);
                     reported |= covered;
@@ -361,7 +363,9 @@ impl Checker<'_> {
         }
     }
 
-    /// The first alarm's count of surely unapplied writes is never above the true loss.
+    /// The first alarm's count of surely unapplied writes is never above the true loss: the
+    /// loss report's, or, for an alarm closed because its cluster was made primary again, the
+    /// losses of the shards that had rejoined in between (the others lost nothing).
     fn first_alarm_not_above_loss(&mut self) {
         let mut raised: BTreeMap<u64, BTreeMap<Shard, u64>> = BTreeMap::new();
         let mut found = Vec::new();
@@ -375,13 +379,17 @@ impl Checker<'_> {
                         .collect();
                     raised.insert(alarm.id, counts);
                 }
-                Event::Alarm(AlarmEvent::Cleared {
-                    id,
-                    resolution: Resolution::LossReport(report),
-                    ..
-                }) => {
+                Event::Alarm(AlarmEvent::Cleared { id, resolution, .. }) => {
+                    let resumed = matches!(resolution, Resolution::Resumed(_));
+                    let Some(report) = losses_of(resolution) else {
+                        continue;
+                    };
                     for (shard, claimed) in raised.remove(id).unwrap_or_default() {
-                        let actual = report.get(&shard).map_or(0, |q| q.count);
+                        let actual = match (report.get(&shard), resumed) {
+                            (Some(q), _) => q.count,
+                            (None, true) => continue,
+                            (None, false) => 0,
+                        };
                         if claimed > actual {
                             found.push(format!(
                                 "alarm {id} said {claimed} writes of {shard} were surely unapplied; its loss report found {actual}"
@@ -401,21 +409,15 @@ impl Checker<'_> {
     /// replication primary -> backup, both clusters healthy, no alarm open.
     fn convergence(&mut self) {
         let expect = &self.scenario.expect;
-        let last_heal = self
-            .out
-            .schedule
-            .iter()
-            .map(|(s, h)| h.unwrap_or(*s))
+        // A fault that never started (its transition did not come in time) needs no heal.
+        let started = || self.out.schedule.iter().zip(&self.scenario.faults);
+        let started = || started().filter_map(|(slot, f)| slot.map(|slot| (slot, f)));
+        let last_heal = (started().map(|((s, h), _)| h.unwrap_or(s)))
             .max()
             .unwrap_or(0);
-        let healed = self
-            .out
-            .schedule
-            .iter()
-            .zip(&self.scenario.faults)
-            .all(|((_, h), f)| {
-                h.is_some() || matches!(f.kind, crate::scenario::FaultKind::Wipe { .. })
-            });
+        let healed = started().all(|((_, h), f)| {
+            h.is_some() || matches!(f.kind, crate::scenario::FaultKind::Wipe { .. })
+        });
         if !expect.converge
             || !healed
             || last_heal + expect.quiet_ms > self.scenario.duration_s * 1000
@@ -717,7 +719,8 @@ impl Checker<'_> {
             .zip(&effects.per_fault)
             .enumerate()
         {
-            if found.is_empty() {
+            let started = self.out.schedule.get(i).is_some_and(|slot| slot.is_some());
+            if found.is_empty() && started {
                 let what = format!("{:?}", fault.kind);
                 self.fail(
                     "vacuity",
@@ -792,5 +795,13 @@ impl Checker<'_> {
         for message in problems {
             self.fail("expectation", message);
         }
+    }
+}
+
+/// The per-shard losses an alarm was closed with, if it was a first alarm.
+fn losses_of(resolution: &Resolution) -> Option<&BTreeMap<Shard, QuarantineSummary>> {
+    match resolution {
+        Resolution::LossReport(report) | Resolution::Resumed(report) => Some(report),
+        Resolution::BackupRecovered => None,
     }
 }

@@ -9,7 +9,7 @@ use crate::trace::Event;
 use crate::world::RunOutput;
 use standby::controller::{AlarmEvent, AlarmKind, Availability, Note, Resolution};
 use standby::node::NodeEvent;
-use standby::protocol::RejectReason;
+use standby::protocol::{RejectReason, Role};
 use standby::time::Time;
 use standby::types::{Cluster, NodeId, WriteId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +30,7 @@ pub const EFFECTS: [&str; 10] = [
 ];
 
 /// Every controller transition the coverage report counts.
-pub const TRANSITIONS: [&str; 16] = [
+pub const TRANSITIONS: [&str; 17] = [
     "node-declared-down",
     "node-declared-up",
     "cluster-declared-failed",
@@ -46,6 +46,7 @@ pub const TRANSITIONS: [&str; 16] = [
     "second-alarm-raised",
     "alarm-closed-loss-report",
     "alarm-closed-primary-resumed",
+    "alarm-closed-resumed-with-loss",
     "alarm-closed-backup-recovered",
 ];
 
@@ -65,7 +66,11 @@ pub fn effects(scenario: &Scenario, out: &RunOutput) -> Effects {
     let view = View::new(scenario, out);
     let end = Time::from_millis(scenario.duration_s * 1000);
     let mut result = Effects::default();
-    for (fault, &(start, heal)) in scenario.faults.iter().zip(&out.schedule) {
+    for (fault, slot) in scenario.faults.iter().zip(&out.schedule) {
+        let Some((start, heal)) = *slot else {
+            result.per_fault.push(BTreeSet::new()); // It never started.
+            continue;
+        };
         let window = (
             Time::from_millis(start),
             heal.map_or(end, Time::from_millis),
@@ -75,7 +80,7 @@ pub fn effects(scenario: &Scenario, out: &RunOutput) -> Effects {
         result.per_fault.push(found);
     }
     result.run.extend(view.run_effects());
-    result.transitions = transitions(&out.events);
+    result.transitions = transitions(&out.events, scenario.topology.nodes_per_cluster as usize);
     result
 }
 
@@ -323,51 +328,156 @@ impl<'a> View<'a> {
     }
 }
 
-/// How often each controller transition happened in `events`.
-fn transitions(events: &[(Time, Event)]) -> BTreeMap<&'static str, u64> {
+/// How often each controller transition happened in `events`, and the multi-failover stories
+/// they tell (see [`STORIES`]).
+fn transitions(events: &[(Time, Event)], nodes_per_cluster: usize) -> BTreeMap<&'static str, u64> {
     let mut counts = BTreeMap::new();
+    let mut stories = Stories {
+        nodes_per_cluster,
+        alarmed: BTreeMap::new(),
+        rejoining: None,
+        failed_over_from: BTreeSet::new(),
+        primary: None,
+    };
     for (_, event) in events {
-        let key = match event {
-            Event::Controller(note) => match note {
-                Note::NodeDeclared {
-                    available: false, ..
-                } => "node-declared-down",
-                Note::NodeDeclared {
-                    available: true, ..
-                } => "node-declared-up",
-                Note::ClusterDeclared {
-                    availability: Availability::Failed,
-                    ..
-                } => "cluster-declared-failed",
-                Note::ClusterDeclared {
-                    availability: Availability::Available,
-                    ..
-                } => "cluster-declared-available",
-                Note::FailoverStarted { .. } => "failover-started",
-                Note::DoubleFailure => "double-failure",
-                Note::Promoted { resumed: false, .. } => "promoted-failover",
-                Note::Promoted {
-                    resumed: true,
-                    epoch,
-                    ..
-                } if epoch.0 > 1 => "promoted-resume",
-                Note::Promoted { .. } => continue, // The first epoch.
-                Note::StopPoint { .. } => "stop-point",
-                Note::BackupRejoining { .. } => "backup-rejoining",
-                Note::PublishAcked { .. } => "publish-acked",
-            },
-            Event::Alarm(AlarmEvent::Raised(alarm)) => match alarm.kind {
-                AlarmKind::PrimaryFailed => "first-alarm-raised",
-                AlarmKind::BackupFailed => "second-alarm-raised",
-            },
-            Event::Alarm(AlarmEvent::Cleared { resolution, .. }) => match resolution {
-                Resolution::LossReport(_) => "alarm-closed-loss-report",
-                Resolution::PrimaryResumed => "alarm-closed-primary-resumed",
-                Resolution::BackupRecovered => "alarm-closed-backup-recovered",
-            },
-            _ => continue,
-        };
-        *counts.entry(key).or_default() += 1;
+        for key in stories.see(event) {
+            *counts.entry(key).or_default() += 1;
+        }
+        if let Some(key) = transition(event) {
+            *counts.entry(key).or_default() += 1;
+        }
     }
     counts
+}
+
+/// The controller transition `event` records, by its coverage name, if it is one.
+pub fn transition(event: &Event) -> Option<&'static str> {
+    let key = match event {
+        Event::Controller(note) => match note {
+            Note::NodeDeclared {
+                available: false, ..
+            } => "node-declared-down",
+            Note::NodeDeclared {
+                available: true, ..
+            } => "node-declared-up",
+            Note::ClusterDeclared {
+                availability: Availability::Failed,
+                ..
+            } => "cluster-declared-failed",
+            Note::ClusterDeclared {
+                availability: Availability::Available,
+                ..
+            } => "cluster-declared-available",
+            Note::FailoverStarted { .. } => "failover-started",
+            Note::DoubleFailure => "double-failure",
+            Note::Promoted { resumed: false, .. } => "promoted-failover",
+            Note::Promoted {
+                resumed: true,
+                epoch,
+                ..
+            } if epoch.0 > 1 => "promoted-resume",
+            Note::Promoted { .. } => return None, // The first epoch.
+            Note::StopPoint { .. } => "stop-point",
+            Note::BackupRejoining { .. } => "backup-rejoining",
+            Note::PublishAcked { .. } => "publish-acked",
+        },
+        Event::Alarm(AlarmEvent::Raised(alarm)) => match alarm.kind {
+            AlarmKind::PrimaryFailed => "first-alarm-raised",
+            AlarmKind::BackupFailed => "second-alarm-raised",
+        },
+        Event::Alarm(AlarmEvent::Cleared { resolution, .. }) => match resolution {
+            Resolution::LossReport(_) => "alarm-closed-loss-report",
+            Resolution::Resumed(lost) if lost.is_empty() => "alarm-closed-primary-resumed",
+            Resolution::Resumed(_) => "alarm-closed-resumed-with-loss",
+            Resolution::BackupRecovered => "alarm-closed-backup-recovered",
+        },
+        _ => return None,
+    };
+    Some(key)
+}
+
+/// The multi-failover stories the coverage report counts: a failover that starts before the
+/// previous one has settled, the interleavings in which acknowledged writes were once lost
+/// silently (issue 13).
+pub const STORIES: [&str; 4] = [
+    "failover-while-loss-report-waits",
+    "failover-while-rejoin-unconfirmed",
+    "failback",
+    "fault-on-transition",
+];
+
+/// What the stories need to remember of the run so far.
+struct Stories {
+    /// Nodes in each cluster.
+    nodes_per_cluster: usize,
+    /// Clusters with a first alarm open (the id of each).
+    alarmed: BTreeMap<u64, Cluster>,
+    /// Clusters let rejoin, and whether each of their nodes has since joined.
+    rejoining: Option<(Cluster, BTreeSet<NodeId>)>,
+    /// Clusters that were failed over from.
+    failed_over_from: BTreeSet<Cluster>,
+    /// The current primary cluster.
+    primary: Option<Cluster>,
+}
+
+impl Stories {
+    /// The stories `event` completes.
+    fn see(&mut self, event: &Event) -> Vec<&'static str> {
+        let mut found = Vec::new();
+        match event {
+            Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::PrimaryFailed => {
+                self.alarmed.insert(a.id, a.cluster);
+            }
+            Event::Alarm(AlarmEvent::Cleared { id, .. }) => {
+                self.alarmed.remove(id);
+            }
+            Event::Controller(Note::BackupRejoining { cluster }) => {
+                self.rejoining = Some((*cluster, BTreeSet::new()));
+            }
+            Event::Node {
+                node,
+                event:
+                    NodeEvent::Role {
+                        role: Role::Backup, ..
+                    },
+            } => {
+                if let Some((cluster, joined)) = &mut self.rejoining {
+                    if node.cluster == *cluster {
+                        joined.insert(*node);
+                    }
+                }
+            }
+            Event::Controller(Note::FailoverStarted { cluster }) => {
+                let backup = cluster.other();
+                if self.alarmed.values().any(|&c| c == backup) {
+                    found.push("failover-while-loss-report-waits");
+                }
+                if let Some((rejoiner, joined)) = &self.rejoining {
+                    let nodes = self.nodes_per_cluster;
+                    if *rejoiner == backup && joined.len() < nodes {
+                        found.push("failover-while-rejoin-unconfirmed");
+                    }
+                }
+                self.failed_over_from.insert(*cluster);
+            }
+            Event::Controller(Note::Promoted { cluster, .. }) => {
+                let failback = self.primary.is_some_and(|p| p != *cluster)
+                    && self.failed_over_from.contains(cluster);
+                if failback {
+                    found.push("failback");
+                }
+                if self.primary != Some(*cluster) {
+                    self.rejoining = None;
+                }
+                self.primary = Some(*cluster);
+            }
+            Event::Fault {
+                healed: false,
+                after: Some(_),
+                ..
+            } => found.push("fault-on-transition"),
+            _ => {}
+        }
+        found
+    }
 }

@@ -391,6 +391,7 @@ impl Model {
                 Event::Fault {
                     what,
                     healed: false,
+                    ..
                 } => {
                     open_faults
                         .entry(what.as_str())
@@ -404,7 +405,9 @@ impl Model {
                         tooltip: String::new(),
                     });
                 }
-                Event::Fault { what, healed: true } => {
+                Event::Fault {
+                    what, healed: true, ..
+                } => {
                     // A heal closes the oldest open fault of the same description.
                     if let Some(i) = open_faults
                         .get_mut(what.as_str())

@@ -9,7 +9,7 @@ use standby_sim::campaign::{
     ScenarioSummary, SeedRun, DEFAULT_SEEDS, MUTANTS,
 };
 use standby_sim::check::{check, CHECKERS};
-use standby_sim::effects::{EFFECTS, TRANSITIONS};
+use standby_sim::effects::{EFFECTS, STORIES, TRANSITIONS};
 use standby_sim::scenario::Scenario;
 use standby_sim::swarm::{self, swarm_replay_command, Phase, DEFAULT_SWARM_SEEDS};
 use standby_sim::trace;
@@ -431,7 +431,7 @@ fn coverage_text(total: &std::collections::BTreeMap<String, u64>) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let never: Vec<&str> = (TRANSITIONS.iter().chain(EFFECTS.iter()))
+    let never: Vec<&str> = (TRANSITIONS.iter().chain(&STORIES).chain(&EFFECTS))
         .copied()
         .filter(|k| count(k) == 0)
         .collect();
@@ -440,8 +440,9 @@ fn coverage_text(total: &std::collections::BTreeMap<String, u64>) -> String {
         false => never.join(", "),
     };
     format!(
-        "\ncoverage, over every seed:\n  transitions: {}\n  effects (runs showing it): {}\n  never reached: {never}\n",
+        "\ncoverage, over every seed:\n  transitions: {}\n  multi-failover stories: {}\n  effects (runs showing it): {}\n  never reached: {never}\n",
         line(&TRANSITIONS),
+        line(&STORIES),
         line(&EFFECTS)
     )
 }

@@ -348,7 +348,9 @@ impl Shrinker<'_> {
     fn shorter_run(&mut self) -> bool {
         let latest = (self.current.faults.iter())
             .map(|f| {
-                let start = f.at_ms.or(f.window_ms.map(|[_, hi]| hi)).unwrap_or(0);
+                let latest_trigger = f.after.as_ref().map(|t| t.before_ms);
+                let window_end = f.window_ms.map(|[_, hi]| hi);
+                let start = f.at_ms.or(window_end).or(latest_trigger).unwrap_or(0);
                 start + f.duration_ms.unwrap_or(0)
             })
             .max()

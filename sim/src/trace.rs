@@ -4,9 +4,10 @@
 use serde::{Deserialize, Serialize};
 use standby::controller::{AlarmEvent, Note};
 use standby::node::NodeEvent;
-use standby::protocol::RejectReason;
+use standby::protocol::{QuarantineSummary, RejectReason};
 use standby::time::Time;
-use standby::types::{Cluster, Epoch, Lsn, NodeId, UserId, WriteId};
+use standby::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserId, WriteId};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,10 @@ pub enum Event {
         what: String,
         /// Whether it healed (false: it began).
         healed: bool,
+        /// For a fault timed by the controller's transitions (`after` in the scenario): the
+        /// transition that started it, in words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// The ground truth of a cluster changed: nodes up and reachable from the controller.
     Truth {
@@ -173,6 +178,9 @@ pub struct Trace {
     events: Arc<Mutex<Vec<(Time, Event)>>>,
     origin: Arc<Mutex<Option<madsim::time::Instant>>>,
     messages: bool,
+    /// Notified whenever the controller's story moves on (a note or an alarm is recorded):
+    /// what faults timed by a controller transition wait for.
+    story: Arc<tokio::sync::Notify>,
 }
 
 impl Trace {
@@ -206,7 +214,25 @@ impl Trace {
     pub fn record(&self, event: Event) {
         let now = self.now();
         tracing::debug!("{}", describe(&event));
+        let story = matches!(event, Event::Controller(_) | Event::Alarm(_));
         self.events.lock().expect("trace lock").push((now, event));
+        if story {
+            self.story.notify_one();
+        }
+    }
+
+    /// What is notified whenever a controller note or alarm is recorded.
+    pub fn story_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.story.clone()
+    }
+
+    /// Calls `f` on every event recorded from index `from` on; returns the next index.
+    pub fn scan_from(&self, from: usize, mut f: impl FnMut(Time, &Event)) -> usize {
+        let events = self.events.lock().expect("trace lock");
+        for (at, event) in &events[from.min(events.len())..] {
+            f(*at, event);
+        }
+        events.len()
     }
 
     /// Everything recorded so far.
@@ -382,8 +408,16 @@ pub fn describe(event: &Event) -> String {
         Event::Fault {
             what,
             healed: false,
+            after: None,
         } => format!("FAULT     {what}"),
-        Event::Fault { what, healed: true } => format!("HEALED    {what}"),
+        Event::Fault {
+            what,
+            healed: false,
+            after: Some(after),
+        } => format!("FAULT     {what} ({after})"),
+        Event::Fault {
+            what, healed: true, ..
+        } => format!("HEALED    {what}"),
         Event::Truth {
             cluster,
             available,
@@ -455,24 +489,20 @@ pub fn describe(event: &Event) -> String {
             kind: _,
             resolution,
         }) => match resolution {
-            Resolution::PrimaryResumed => {
+            Resolution::Resumed(lost) if lost.is_empty() => {
                 format!("ALARM #{id} closed: the old primary resumed, nothing lost")
+            }
+            Resolution::Resumed(lost) => {
+                let total: u64 = lost.values().map(|q| q.count).sum();
+                let head = format!("ALARM #{id} closed: the old primary resumed; {total} writes quarantined by nodes that had rejoined in between");
+                head + &loss_lines(lost)
             }
             Resolution::BackupRecovered => format!("ALARM #{id} closed: the backup recovered"),
             Resolution::LossReport(report) => {
                 let total: u64 = report.values().map(|q| q.count).sum();
-                let mut line =
+                let head =
                     format!("ALARM #{id} closed with the loss report: {total} writes quarantined");
-                for (shard, q) in report.iter().filter(|(_, q)| q.count > 0) {
-                    let lsns = q
-                        .lsns
-                        .map_or(String::new(), |(a, b)| format!(", lsn {}..{}", a.0, b.0));
-                    let span = q
-                        .span
-                        .map_or(String::new(), |(a, b)| format!(", accepted {a}..{b}"));
-                    let _ = write!(line, "\n{:>12}{shard}: {} writes{lsns}{span}", "", q.count);
-                }
-                line
+                head + &loss_lines(report)
             }
         },
         Event::EpochPersisted { epoch, primary } => {
@@ -600,4 +630,15 @@ fn describe_note(note: &Note) -> String {
             available: true,
         } => format!("{node} answers heartbeats again"),
     }
+}
+
+/// One line per shard that lost writes: how many, their LSNs and when they were accepted.
+fn loss_lines(report: &BTreeMap<Shard, QuarantineSummary>) -> String {
+    let mut lines = String::new();
+    for (shard, q) in report.iter().filter(|(_, q)| q.count > 0) {
+        let lsns = (q.lsns).map_or(String::new(), |(a, b)| format!(", lsn {}..{}", a.0, b.0));
+        let span = (q.span).map_or(String::new(), |(a, b)| format!(", accepted {a}..{b}"));
+        let _ = write!(lines, "\n{:>12}{shard}: {} writes{lsns}{span}", "", q.count);
+    }
+    lines
 }

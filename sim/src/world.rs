@@ -2,7 +2,7 @@
 //! madsim node on the simulated network, running the real services; and the fault injector
 //! that follows the scenario's schedule under the seed.
 
-use crate::scenario::{Fault, FaultKind, Party, Scenario};
+use crate::scenario::{Fault, FaultKind, Party, Scenario, Trigger};
 use crate::trace::{Event, Trace};
 use crate::user::{run_user, UserContext};
 use madsim::net::NetSim;
@@ -40,8 +40,9 @@ pub struct RunOutput {
     pub disks: BTreeMap<NodeId, NodeDisk>,
     /// The controller's durable state at the end.
     pub durable: Option<Durable>,
-    /// The fault schedule as drawn by the seed: (start, heal) per fault, in ms.
-    pub schedule: Vec<(u64, Option<u64>)>,
+    /// The fault schedule as drawn by the seed and the run: (start, heal) per fault, in ms;
+    /// `None` for a fault timed by a controller transition that did not come in time.
+    pub schedule: Vec<Option<(u64, Option<u64>)>>,
 }
 
 thread_local! {
@@ -92,6 +93,62 @@ pub fn run_with(scenario: &Scenario, seed: u64, mutation: Mutation, messages: bo
     });
     loss::set_hook(None);
     out
+}
+
+/// When `fault`, started at `start`, heals: `None` if it never does, or not before `end`.
+fn heal_time(fault: &Fault, start: u64, end: u64) -> Option<u64> {
+    fault.duration_ms.map(|d| start + d).filter(|&h| h < end)
+}
+
+/// The faults of a run that wait for a controller transition, and how often each transition
+/// has happened so far.
+struct Triggers {
+    /// The faults still waiting, by index, with their triggers and durations.
+    waiting: Vec<(usize, Fault)>,
+    /// Trace events already counted.
+    seen: usize,
+    /// How often each transition happened.
+    counts: BTreeMap<&'static str, u32>,
+}
+
+impl Triggers {
+    fn new(scenario: &Scenario) -> Triggers {
+        let waiting = (scenario.faults.iter().cloned().enumerate())
+            .filter(|(_, f)| f.after.is_some())
+            .collect();
+        Triggers {
+            waiting,
+            seen: 0,
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// Counts the transitions recorded since the last call; returns every waiting fault they
+    /// start, with its start and heal, in ms. A fault whose start would be at or past its
+    /// `before_ms` never starts.
+    fn resolve(&mut self, trace: &Trace, end: u64) -> Vec<(usize, u64, Option<u64>)> {
+        let mut started = Vec::new();
+        let (counts, waiting) = (&mut self.counts, &mut self.waiting);
+        self.seen = trace.scan_from(self.seen, |at, event| {
+            let Some(name) = crate::effects::transition(event) else {
+                return;
+            };
+            let count = counts.entry(name).or_default();
+            *count += 1;
+            waiting.retain(|(i, fault)| {
+                let trigger = fault.after.as_ref().expect("a waiting fault has a trigger");
+                if trigger.transition != name || trigger.nth != *count {
+                    return true;
+                }
+                let start = at.as_millis() + trigger.delay_ms;
+                if start < trigger.before_ms.min(end) {
+                    started.push((*i, start, heal_time(fault, start, end)));
+                }
+                false
+            });
+        });
+        started
+    }
 }
 
 /// Linux's least retransmission timeout: what a lost segment costs at the least.
@@ -228,21 +285,46 @@ impl World {
     }
 
     async fn run(mut self) -> RunOutput {
-        let schedule = self.draw_schedule();
-        let mut steps: Vec<(u64, usize, bool)> = Vec::new();
-        for (i, (start, heal)) in schedule.iter().enumerate() {
-            steps.push((*start, i, false));
-            if let Some(heal) = heal {
-                steps.push((*heal, i, true));
+        let mut schedule = self.draw_schedule();
+        let mut steps: BTreeSet<(u64, usize, bool)> = BTreeSet::new();
+        for (i, slot) in schedule.iter().enumerate() {
+            if let Some((start, heal)) = slot {
+                steps.insert((*start, i, false));
+                steps.extend(heal.map(|heal| (heal, i, true)));
             }
         }
-        steps.sort();
-        for (at_ms, i, heal) in steps {
-            self.sleep_until(at_ms).await;
-            let fault = self.scenario.faults[i].clone();
-            self.apply(&fault, heal);
+        let mut triggers = Triggers::new(&self.scenario);
+        let end = self.scenario.duration_s * 1000;
+        let story = self.trace.story_changed();
+        loop {
+            let next_ms = steps.first().map_or(end, |step| step.0);
+            if triggers.waiting.is_empty() {
+                let Some((at_ms, i, heal)) = steps.pop_first() else {
+                    break;
+                };
+                self.sleep_until(at_ms).await;
+                self.apply(i, heal);
+                continue;
+            }
+            // `biased`: an unbiased select draws its branch order from tokio's own random
+            // number generator, which the simulator does not control.
+            tokio::select! {
+                biased;
+                _ = story.notified() => {
+                    let started = triggers.resolve(&self.trace, end);
+                    for (i, start, heal) in started {
+                        schedule[i] = Some((start, heal));
+                        steps.insert((start, i, false));
+                        steps.extend(heal.map(|heal| (heal, i, true)));
+                    }
+                }
+                _ = self.sleep_until(next_ms) => match steps.pop_first() {
+                    Some((_, i, heal)) => self.apply(i, heal),
+                    None => break,
+                },
+            }
         }
-        self.sleep_until(self.scenario.duration_s * 1000).await;
+        self.sleep_until(end).await;
         self.stop_users.store(true, Ordering::Relaxed);
         madsim::time::sleep(DRAIN).await;
         let out = RunOutput {
@@ -275,25 +357,33 @@ impl World {
         madsim::time::sleep(target.saturating_since(now)).await;
     }
 
-    /// Draws every fault's start (and heal) time, in the order of the file.
-    fn draw_schedule(&self) -> Vec<(u64, Option<u64>)> {
+    /// Draws every fault's start (and heal) time, in the order of the file. A fault timed by a
+    /// controller transition has none yet.
+    fn draw_schedule(&self) -> Vec<Option<(u64, Option<u64>)>> {
         let end = self.scenario.duration_s * 1000;
         (self.scenario.faults.iter())
             .map(|fault: &Fault| {
                 let start = match (fault.at_ms, fault.window_ms) {
                     (Some(at), _) => at,
                     (None, Some([lo, hi])) => madsim::rand::thread_rng().gen_range(lo..=hi),
-                    (None, None) => 0,
+                    (None, None) => return None,
                 };
-                let heal = fault.duration_ms.map(|d| start + d).filter(|&h| h < end);
-                (start, heal)
+                Some((start, heal_time(fault, start, end)))
             })
             .collect()
     }
 
-    fn apply(&mut self, fault: &Fault, heal: bool) {
+    fn apply(&mut self, i: usize, heal: bool) {
+        let fault = self.scenario.faults[i].clone();
         let what = fault.kind.describe();
-        self.trace.record(Event::Fault { what, healed: heal });
+        let after = (fault.after.as_ref())
+            .filter(|_| !heal)
+            .map(Trigger::describe);
+        self.trace.record(Event::Fault {
+            what,
+            healed: heal,
+            after,
+        });
         match &fault.kind {
             FaultKind::Crash { nodes } => {
                 for node in self.expand_nodes(nodes) {

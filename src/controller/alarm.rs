@@ -33,6 +33,23 @@ pub struct Alarm {
     pub available_nodes: (usize, usize),
     /// First alarm only: per shard, what is known of the recovery point.
     pub recovery_point: BTreeMap<Shard, RecoveryPoint>,
+    /// First alarm only: the epoch in which the failed cluster was made primary again (it
+    /// resumed, or the other cluster failed back to it) before every shard rejoined.
+    #[serde(default)]
+    pub resumed_in: Option<Epoch>,
+    /// First alarm only: per shard whose evidence is in, what its node of the failed cluster
+    /// moved to quarantine since the failure. The alarm closes when every shard's is in.
+    #[serde(default)]
+    pub losses: BTreeMap<Shard, QuarantineSummary>,
+}
+
+impl Alarm {
+    /// Whether this alarm says `cluster` is down: it is about `cluster`, and the cluster has
+    /// not been made primary again since (an alarm that waits for a resumed cluster's losses
+    /// says nothing of its health).
+    pub fn says_down(&self, cluster: Cluster) -> bool {
+        self.cluster == cluster && self.resumed_in.is_none()
+    }
 }
 
 /// The recovery point of one shard, as far as anyone can know it while the primary is gone.
@@ -56,8 +73,10 @@ pub struct RecoveryPoint {
 /// How an alarm was closed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Resolution {
-    /// The failed primary came back before any promotion: nothing was lost.
-    PrimaryResumed,
+    /// The failed cluster was made primary again: it resumed, or the other cluster failed
+    /// back to it. Per shard whose node had rejoined as backup in between, what it moved to
+    /// quarantine then (lost); every shard not listed kept all its writes.
+    Resumed(BTreeMap<Shard, QuarantineSummary>),
     /// The old primary rejoined as backup: per shard, what it moved to quarantine.
     LossReport(BTreeMap<Shard, QuarantineSummary>),
     /// The backup cluster is available again.

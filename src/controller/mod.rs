@@ -18,11 +18,13 @@ pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
 pub use health::{Availability, ClusterHealth, NodeTable, NodeView};
 
 use crate::params::Params;
-use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route};
+use crate::protocol::{
+    Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, QuarantineSummary, Role, Route,
+};
 use crate::time::Time;
 use crate::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The two clusters' shape and the users of each shard.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,6 +76,10 @@ pub struct Durable {
     /// point since it last followed, however far the primary has since written.
     #[serde(default)]
     pub stop_caps: BTreeMap<Shard, Lsn>,
+    /// The shards whose backup node has reported itself a backup of `epoch`: their logs are
+    /// prefixes of the primary's. Only these may drop their stop caps at the next promotion.
+    #[serde(default)]
+    pub rejoined: BTreeSet<Shard>,
     /// Alarms not yet closed.
     pub open_alarms: BTreeMap<u64, Alarm>,
     /// The next alarm id.
@@ -219,6 +225,7 @@ impl Controller {
             backup_joined: true,
             stop_points: BTreeMap::new(),
             stop_caps: BTreeMap::new(),
+            rejoined: BTreeSet::new(),
             open_alarms: BTreeMap::new(),
             next_alarm_id: 1,
             failing_over: false,
@@ -243,7 +250,7 @@ impl Controller {
         let nodes = NodeTable::new(topology.nodes_per_cluster);
         durable.incarnation += 1;
         let presumed_failed = |cluster: Cluster| {
-            let alarmed = durable.open_alarms.values().any(|a| a.cluster == cluster);
+            let alarmed = (durable.open_alarms.values()).any(|a| a.says_down(cluster));
             let unjoined = cluster != durable.primary && !durable.backup_joined;
             alarmed || unjoined
         };
@@ -541,11 +548,9 @@ impl Controller {
             *alarm_raised = true;
         }
         let failed = self.durable.primary;
-        let already_open = self
-            .durable
-            .open_alarms
-            .values()
-            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == failed);
+        // A restart in the middle of this failover finds its alarm open already.
+        let already_open = (self.durable.open_alarms.values())
+            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.says_down(failed));
         if !already_open {
             self.raise_alarm(AlarmKind::PrimaryFailed, failed, now);
         }
@@ -562,9 +567,27 @@ impl Controller {
             }
             self.phase = Phase::DoubleFailure;
             self.note(Note::DoubleFailure);
+        } else if checked
+            && !self.heard_from_enough(backup)
+            && !crate::mutated!(self, PromoteOnGrace)
+        {
+            // Available only on the grace of a restart: wait for answers, or its failure.
         } else if self.leases_expired(self.durable.primary, now) {
             self.promote(backup, false, now);
         }
+    }
+
+    /// Whether enough of `cluster`'s nodes have answered since the controller (re)started for
+    /// the cluster to count as available. A restarted controller presumes a cluster it had no
+    /// reason to think failed available, giving its nodes one timeout of grace; a promotion
+    /// needs answers, not grace (swarm seed 1861: a controller restarted mid-failover
+    /// promoted a backup that had crashed while it was down, on grace alone).
+    fn heard_from_enough(&self, cluster: Cluster) -> bool {
+        let total = self.topology.nodes_per_cluster as usize;
+        let heard = (self.topology.nodes(cluster))
+            .filter(|&n| self.nodes[n].last_ok_at.is_some())
+            .count();
+        crate::params::cluster_available(heard, total, self.params.ratio_threshold)
     }
 
     /// Claim 5's double failure: act as soon as either cluster is available again, preferring
@@ -575,12 +598,6 @@ impl Controller {
             return;
         }
         if self.health[&primary].is_available() {
-            self.clear_alarms(
-                primary,
-                AlarmKind::PrimaryFailed,
-                Resolution::PrimaryResumed,
-                now,
-            );
             self.promote(primary, true, now);
         } else if self.health[&primary.other()].is_available() {
             self.promote(primary.other(), false, now);
@@ -596,18 +613,12 @@ impl Controller {
     /// nodes, rewrite every user's config and publish it (claims 2, 3).
     fn promote(&mut self, cluster: Cluster, resumed: bool, now: Time) {
         let changed_sides = cluster != self.durable.primary;
-        // A cluster that fails back, or resumes, may hold writes its peer never got.
-        self.clear_alarms(
-            cluster,
-            AlarmKind::PrimaryFailed,
-            Resolution::PrimaryResumed,
-            now,
-        );
         self.carry_stop_points();
         let bump = !crate::mutated!(self, NoEpochBump) || self.durable.epoch == Epoch(0);
         if bump {
             self.durable.epoch = self.durable.epoch.next();
         }
+        self.mark_resumed(cluster);
         self.durable.primary = cluster;
         if changed_sides {
             // The old primary's log may hold writes the new primary never got: it rejoins
@@ -623,21 +634,53 @@ impl Controller {
             cluster,
             resumed,
         });
+        self.close_accounted_alarms(now);
         self.publish(now);
         self.send_round(now);
     }
 
-    /// Keeps the current stop points as caps for the next epoch when the other cluster has
-    /// not rejoined: its log and the primary's part at the earliest of them.
+    /// Per shard, keeps the current stop point as a cap for the next epoch unless the backup
+    /// node has reported itself a backup of this epoch: until it has, its log and the
+    /// primary's part at the earliest stop point since it last followed, however far either
+    /// has written since. (A cluster the controller let rejoin may not have: a node can crash
+    /// before its Follow arrives.) A shard with no stop point had no write in this epoch: its
+    /// cap, if any, stands.
     fn carry_stop_points(&mut self) {
+        let all = crate::mutated!(self, ClusterWideRejoin) && self.durable.backup_joined;
         let durable = &mut self.durable;
-        if durable.backup_joined {
-            durable.stop_caps.clear();
-            return;
-        }
         for (&shard, &lsn) in &durable.stop_points {
-            let cap = durable.stop_caps.entry(shard).or_insert(lsn);
-            *cap = (*cap).min(lsn);
+            if all || durable.rejoined.contains(&shard) {
+                durable.stop_caps.remove(&shard);
+            } else {
+                let cap = durable.stop_caps.entry(shard).or_insert(lsn);
+                *cap = (*cap).min(lsn);
+            }
+        }
+        durable.rejoined.clear();
+    }
+
+    /// `cluster` is made primary again in the (new) current epoch: its open first alarms can
+    /// no longer be closed by its rejoin. Each waits instead for every node of the cluster to
+    /// report from this epoch on what it quarantined in between (a node may have rejoined an
+    /// epoch in between and quarantined writes then). With no epoch in between, none can have.
+    fn mark_resumed(&mut self, cluster: Cluster) {
+        let epoch = self.durable.epoch;
+        let forget = crate::mutated!(self, ResumeForgetsRejoins);
+        let shards: Vec<Shard> = self.topology.nodes(cluster).map(|n| n.shard()).collect();
+        for alarm in self.durable.open_alarms.values_mut() {
+            if !alarm.says_down(cluster) || alarm.kind != AlarmKind::PrimaryFailed {
+                continue;
+            }
+            alarm.resumed_in = Some(epoch);
+            if forget {
+                alarm.losses.clear();
+            }
+            if forget || alarm.epoch.next() >= epoch {
+                for &shard in &shards {
+                    let empty = QuarantineSummary::empty(epoch);
+                    alarm.losses.entry(shard).or_insert(empty);
+                }
+            }
         }
     }
 
@@ -782,8 +825,9 @@ impl Controller {
         }
     }
 
-    /// Records what a report tells beyond liveness: stop points and rejoins.
+    /// Records what a report tells beyond liveness: losses, stop points and rejoins.
     fn learn_from_report(&mut self, node: NodeId, report: &NodeReport, now: Time) {
+        self.account_losses(node, report, now);
         let epoch = self.durable.epoch;
         if report.epoch != epoch {
             return;
@@ -803,36 +847,68 @@ impl Controller {
                 self.send_heartbeat(node, now);
             }
         }
-        if node.cluster != self.durable.primary && report.role == Role::Backup {
-            self.record_rejoin(node.cluster, now);
+        let backup = node.cluster != self.durable.primary && report.role == Role::Backup;
+        if backup && self.durable.rejoined.insert(node.shard()) {
+            self.persist();
         }
     }
 
-    /// Closes the first alarm of `cluster` with the loss report once every one of its nodes
-    /// has rejoined as backup and said what it quarantined.
-    fn record_rejoin(&mut self, cluster: Cluster, now: Time) {
-        let Some(alarm) = self
-            .durable
-            .open_alarms
-            .values()
-            .find(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == cluster)
-        else {
-            return;
-        };
-        let since = alarm.epoch;
-        let mut losses = BTreeMap::new();
-        for node in self.topology.nodes(cluster) {
-            let quarantine = self.nodes[node].report.as_ref().and_then(|(r, _)| {
-                let joined = r.role == Role::Backup && r.epoch > since;
-                joined.then(|| r.quarantine.clone()).flatten()
-            });
-            match quarantine {
-                Some(q) => losses.insert(node.shard(), q),
-                None => return,
+    /// Adds to each open first alarm of `node`'s cluster what the node quarantined since the
+    /// failure, if this report is evidence of it: the node has since joined an epoch as backup
+    /// (and cannot quarantine more before it is primary again), or reports from the epoch its
+    /// cluster was made primary again in (its list then holds every join in between). Closes
+    /// every alarm whose shards are all in.
+    fn account_losses(&mut self, node: NodeId, report: &NodeReport, now: Time) {
+        let shard = node.shard();
+        let mut added = false;
+        for alarm in self.durable.open_alarms.values_mut() {
+            let waiting = alarm.kind == AlarmKind::PrimaryFailed
+                && alarm.cluster == node.cluster
+                && !alarm.losses.contains_key(&shard);
+            let evidence = match alarm.resumed_in {
+                None => report.role == Role::Backup && report.epoch > alarm.epoch,
+                Some(resumed) => report.epoch >= resumed,
             };
+            if waiting && evidence {
+                let (after, before) = (alarm.epoch, alarm.resumed_in);
+                let loss =
+                    QuarantineSummary::merged(&report.quarantines, after, before, report.epoch);
+                alarm.losses.insert(shard, loss);
+                added = true;
+            }
         }
-        let resolution = Resolution::LossReport(losses);
-        self.clear_alarms(cluster, AlarmKind::PrimaryFailed, resolution, now);
+        if added {
+            self.persist();
+            self.close_accounted_alarms(now);
+        }
+    }
+
+    /// Closes every first alarm with every shard's loss in: with the loss report if the failed
+    /// cluster rejoined as backup, as resumed (listing the shards that lost writes) if it was
+    /// made primary again.
+    fn close_accounted_alarms(&mut self, now: Time) {
+        let shards = self.topology.nodes_per_cluster as usize;
+        let done: Vec<u64> = (self.durable.open_alarms.values())
+            .filter(|a| a.kind == AlarmKind::PrimaryFailed && a.losses.len() == shards)
+            .map(|a| a.id)
+            .collect();
+        for id in done {
+            let alarm = self.durable.open_alarms.remove(&id).expect("listed");
+            let resolution = match alarm.resumed_in {
+                None => Resolution::LossReport(alarm.losses),
+                Some(_) => {
+                    let lost = alarm.losses.into_iter().filter(|(_, q)| q.count > 0);
+                    Resolution::Resumed(lost.collect())
+                }
+            };
+            self.persist();
+            self.actions.push_back(Action::Alarm(AlarmEvent::Cleared {
+                id,
+                kind: AlarmKind::PrimaryFailed,
+                at: now,
+                resolution,
+            }));
+        }
     }
 
     fn raise_alarm(&mut self, kind: AlarmKind, cluster: Cluster, now: Time) {
@@ -853,6 +929,8 @@ impl Controller {
             epoch: self.durable.epoch,
             available_nodes: self.health[&cluster].last,
             recovery_point,
+            resumed_in: None,
+            losses: BTreeMap::new(),
         };
         self.durable.open_alarms.insert(id, alarm.clone());
         self.persist();
@@ -916,10 +994,7 @@ impl Controller {
     }
 
     fn has_open_alarm(&self, cluster: Cluster) -> bool {
-        self.durable
-            .open_alarms
-            .values()
-            .any(|a| a.cluster == cluster)
+        (self.durable.open_alarms.values()).any(|a| a.says_down(cluster))
     }
 
     fn has_open_alarm_of(&self, cluster: Cluster, kind: AlarmKind) -> bool {

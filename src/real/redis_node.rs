@@ -44,8 +44,10 @@ pub struct NodeState {
     pub epoch_start_lsn: Lsn,
     /// As backup: the Redis address it replicates from (set again after a restart).
     pub following: Option<String>,
-    /// What the last move to quarantine took.
-    pub last_quarantine: Option<QuarantineSummary>,
+    /// What the moves to quarantine that took writes took, oldest first (see
+    /// [`QuarantineSummary::record`]).
+    #[serde(default)]
+    pub quarantines: Vec<QuarantineSummary>,
 }
 
 impl Default for NodeState {
@@ -55,7 +57,7 @@ impl Default for NodeState {
             role: Role::Idle,
             epoch_start_lsn: Lsn(0),
             following: None,
-            last_quarantine: None,
+            quarantines: Vec::new(),
         }
     }
 }
@@ -389,7 +391,7 @@ impl RedisNode {
         grant(con, epoch.0, "backup", 0).await?;
         let summary = self.quarantine(con, epoch, truncate_after).await?;
         replicaof(con, Some(primary)).await?;
-        state.last_quarantine = Some(summary);
+        QuarantineSummary::record(&mut state.quarantines, summary);
         self.save(state, epoch, Role::Backup, Some(primary.to_string()))
     }
 
@@ -484,10 +486,7 @@ fn report(state: &NodeState, round: u64, lsn: u64) -> NodeReport {
         role: state.role,
         last_lsn: Lsn(lsn),
         epoch_start_lsn: state.epoch_start_lsn,
-        quarantine: state
-            .last_quarantine
-            .clone()
-            .filter(|q| q.epoch == state.epoch),
+        quarantines: state.quarantines.clone(),
     }
 }
 
