@@ -291,6 +291,8 @@ fn durable(epoch: u64) -> Durable {
         epoch: Epoch(epoch),
         available_nodes: (1, 3),
         recovery_point: BTreeMap::new(),
+        resumed_in: None,
+        losses: BTreeMap::new(),
     };
     Durable {
         epoch: Epoch(epoch),
@@ -298,6 +300,7 @@ fn durable(epoch: u64) -> Durable {
         backup_joined: false,
         stop_points: [(Shard(0), Lsn(17)), (Shard(2), Lsn(4))].into(),
         stop_caps: [(Shard(1), Lsn(9))].into(),
+        rejoined: [Shard(2)].into(),
         open_alarms: [(3, alarm)].into(),
         next_alarm_id: 4,
         failing_over: true,

@@ -183,8 +183,8 @@ pub struct Fault {
 }
 
 /// When a fault starts, relative to the controller's own transitions: `delay_ms` after the
-/// `nth` time the controller made `transition` (a name of the coverage report, such as
-/// `backup-rejoining`), if that is before `before_ms` from the run's start. Otherwise the
+/// `nth` time since `from_ms` that the controller made `transition` (a name of the coverage
+/// report, such as `backup-rejoining`), if that is before `before_ms` from the run's start. Otherwise the
 /// fault never starts (the run records it so, and no effect is asked of it). This puts a
 /// fault inside a window the controller opens itself (during a rejoin, while a loss report
 /// waits, inside the lease wait of a second failover), which fixed times hit once in
@@ -197,6 +197,9 @@ pub struct Trigger {
     /// Which occurrence of it, from 1.
     #[serde(default = "first")]
     pub nth: u32,
+    /// Only occurrences at or after this, in ms from the run's start, count.
+    #[serde(default)]
+    pub from_ms: u64,
     /// How long after it the fault starts, in ms.
     #[serde(default)]
     pub delay_ms: u64,
@@ -211,8 +214,12 @@ fn first() -> u32 {
 impl Trigger {
     /// The trigger in a few words, for traces: `after backup-rejoining #1 + 40 ms`.
     pub fn describe(&self) -> String {
+        let since = match self.from_ms {
+            0 => String::new(),
+            ms => format!(" since {}", standby::time::Time::from_millis(ms)),
+        };
         format!(
-            "after {} #{} + {} ms",
+            "after {} #{}{since} + {} ms",
             self.transition, self.nth, self.delay_ms
         )
     }
@@ -527,6 +534,11 @@ fn validate_trigger(trigger: &Trigger, run_ms: u64) -> Result<(), (String, Strin
     if trigger.before_ms > run_ms {
         let reason = format!("{} is after the run's end ({run_ms} ms)", trigger.before_ms);
         return Err(("before_ms".into(), reason));
+    }
+    if trigger.from_ms >= trigger.before_ms {
+        let (from, before) = (trigger.from_ms, trigger.before_ms);
+        let reason = format!("{from} is not before before_ms ({before})");
+        return Err(("from_ms".into(), reason));
     }
     Ok(())
 }

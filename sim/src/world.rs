@@ -100,15 +100,15 @@ fn heal_time(fault: &Fault, start: u64, end: u64) -> Option<u64> {
     fault.duration_ms.map(|d| start + d).filter(|&h| h < end)
 }
 
-/// The faults of a run that wait for a controller transition, and how often each transition
-/// has happened so far.
+/// The faults of a run that wait for a controller transition, and how often each one's
+/// transition has happened so far.
 struct Triggers {
     /// The faults still waiting, by index, with their triggers and durations.
     waiting: Vec<(usize, Fault)>,
     /// Trace events already counted.
     seen: usize,
-    /// How often each transition happened.
-    counts: BTreeMap<&'static str, u32>,
+    /// Per waiting fault, how often its transition has happened since its `from_ms`.
+    counts: BTreeMap<usize, u32>,
 }
 
 impl Triggers {
@@ -133,11 +133,14 @@ impl Triggers {
             let Some(name) = crate::effects::transition(event) else {
                 return;
             };
-            let count = counts.entry(name).or_default();
-            *count += 1;
             waiting.retain(|(i, fault)| {
                 let trigger = fault.after.as_ref().expect("a waiting fault has a trigger");
-                if trigger.transition != name || trigger.nth != *count {
+                if trigger.transition != name || at < Time::from_millis(trigger.from_ms) {
+                    return true;
+                }
+                let count = counts.entry(*i).or_default();
+                *count += 1;
+                if trigger.nth != *count {
                     return true;
                 }
                 let start = at.as_millis() + trigger.delay_ms;

@@ -65,6 +65,13 @@ pub struct AlarmStatus {
     /// The first alarm's recovery point, per shard (empty for the second alarm).
     #[serde(default)]
     pub recovery_point: Vec<ShardRecovery>,
+    /// First alarm: the epoch its cluster was made primary again in, if it was (the alarm
+    /// then waits for every node of that cluster to report what it quarantined meanwhile).
+    #[serde(default)]
+    pub resumed_in: Option<u64>,
+    /// First alarm: the shards whose loss is known so far, and how many writes each lost.
+    #[serde(default)]
+    pub losses: Vec<(u16, u64)>,
 }
 
 /// What one shard's backup had when replication stopped, against what its failed primary last
@@ -109,6 +116,8 @@ impl Status {
                         surely_unapplied: point.surely_unapplied,
                     })
                     .collect(),
+                resumed_in: alarm.resumed_in.map(|e| e.0),
+                losses: (alarm.losses.iter()).map(|(s, q)| (s.0, q.count)).collect(),
             })
             .collect();
         Status {
@@ -195,6 +204,18 @@ impl fmt::Display for Status {
             }
             for shard in &alarm.recovery_point {
                 writeln!(f, "    {shard}")?;
+            }
+            if let Some(epoch) = alarm.resumed_in {
+                writeln!(f, "    {} was made primary again in e{epoch}: waiting for each of its nodes to say what it quarantined before", alarm.cluster)?;
+            }
+            if !alarm.losses.is_empty() {
+                let known = (alarm.losses.iter()).map(|(s, n)| format!("shard {s}: {n}"));
+                let known: Vec<String> = known.collect();
+                writeln!(
+                    f,
+                    "    loss known so far (writes quarantined): {}",
+                    known.join(", ")
+                )?;
             }
         }
         Ok(())
