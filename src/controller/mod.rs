@@ -238,8 +238,9 @@ impl Controller {
 
     /// A controller restarting from its persisted state. It treats every lease it may have
     /// granted before the restart as live for one more lease wait, presumes failed every
-    /// cluster it had reason to think failed (an open alarm, a backup not yet rejoined) until
-    /// it has seen it answer for `recovery_rounds`, and resumes a failover under way.
+    /// cluster it had reason to think failed (an open alarm, a backup not yet rejoined, a
+    /// primary declared failed) until it has seen it answer for `recovery_rounds`, and resumes
+    /// a failover under way.
     pub fn restore(
         params: Params,
         topology: Topology,
@@ -252,7 +253,9 @@ impl Controller {
         let presumed_failed = |cluster: Cluster| {
             let alarmed = (durable.open_alarms.values()).any(|a| a.says_down(cluster));
             let unjoined = cluster != durable.primary && !durable.backup_joined;
-            alarmed || unjoined
+            // Declared failed before the restart, perhaps before its first alarm was out.
+            let failing = cluster == durable.primary && durable.failing_over;
+            alarmed || unjoined || failing
         };
         let health = Cluster::BOTH
             .into_iter()
@@ -567,10 +570,7 @@ impl Controller {
             }
             self.phase = Phase::DoubleFailure;
             self.note(Note::DoubleFailure);
-        } else if checked
-            && !self.heard_from_enough(backup)
-            && !crate::mutated!(self, PromoteOnGrace)
-        {
+        } else if checked && !self.heard_from_enough(backup) {
             // Available only on the grace of a restart: wait for answers, or its failure.
         } else if self.leases_expired(self.durable.primary, now) {
             self.promote(backup, false, now);
@@ -583,6 +583,9 @@ impl Controller {
     /// needs answers, not grace (swarm seed 1861: a controller restarted mid-failover
     /// promoted a backup that had crashed while it was down, on grace alone).
     fn heard_from_enough(&self, cluster: Cluster) -> bool {
+        if crate::mutated!(self, PromoteOnGrace) {
+            return true;
+        }
         let total = self.topology.nodes_per_cluster as usize;
         let heard = (self.topology.nodes(cluster))
             .filter(|&n| self.nodes[n].last_ok_at.is_some())
@@ -597,9 +600,10 @@ impl Controller {
         if !self.leases_expired(primary, now) {
             return;
         }
-        if self.health[&primary].is_available() {
+        let back = |c: Cluster| self.health[&c].is_available() && self.heard_from_enough(c);
+        if back(primary) {
             self.promote(primary, true, now);
-        } else if self.health[&primary.other()].is_available() {
+        } else if back(primary.other()) {
             self.promote(primary.other(), false, now);
         }
     }
