@@ -1648,6 +1648,49 @@ fn a_restarted_controller_promotes_no_backup_it_has_not_heard_from() {
     assert!(world.violations.is_empty(), "{:?}", world.violations);
 }
 
+/// A controller that crashes after declaring the primary failed, before its first alarm is
+/// out, must still presume the primary failed when it restarts. Here the backup is back but
+/// still under its second alarm, so the restored controller enters the double failure at
+/// once; presuming the primary available gave its nodes a timeout of grace, and the controller
+/// resumed the primary on that grace while it was down (swarm seed 36776 and five more seeds of
+/// the 100,000-seed release check).
+#[test]
+fn a_restarted_controller_resumes_no_primary_it_had_declared_failed() {
+    let params = Params {
+        heartbeat_timeout_ms: 250,
+        failure_rounds: 2,
+        lease_duration_ms: 150,
+        ..Params::default()
+    };
+    let users: Vec<(u32, u16)> = (0..5).map(|i| (100 + i as u32, i)).collect();
+    let mut world = World::new(params, topology(5, &users, 0), Network::PERFECT, 1);
+    world.run_until(ms(1000));
+    world.silence(Cluster::B, 0..3);
+    world.run_until(ms(2000));
+    assert_eq!(world.raised().len(), 1, "the second alarm for b");
+    world.silence(Cluster::A, 0..3);
+    while world.failovers_started() == 0 {
+        let next = world.now + Duration::from_millis(1);
+        world.run_until(next);
+    }
+    // b is back, its alarm not yet closed, and the controller crashes and restarts at once.
+    world.wake(Cluster::B, 0..3);
+    let restart_at = world.now;
+    world.restart_controller();
+    world.run_until(restart_at + Duration::from_millis(2000));
+    let promoted = world.promoted_epochs();
+    assert!(
+        !promoted.contains(&(Epoch(2), Cluster::A)),
+        "a resumed while 3 of its 5 nodes were down: {promoted:?}"
+    );
+    assert_eq!(
+        world.controller.durable().primary,
+        Cluster::B,
+        "b, once it is back"
+    );
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+}
+
 #[test]
 fn story_e_restored_controller_never_fails_over_again_nor_lowers_the_epoch() {
     let mut world = primary_majority_silent_at_one_second();
