@@ -52,11 +52,15 @@ pub enum Mutation {
     /// A controller restarted mid-failover promotes a backup it has not heard from since,
     /// on the grace its nodes get (swarm seed 1861).
     PromoteOnGrace,
+    /// A controller restarted after declaring the primary failed, before its first alarm was
+    /// out, presumes that primary available, and resumes it out of a double failure on the
+    /// timeout of grace its nodes get (swarm seed 36776).
+    RestartTrustsPrimary,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 17] = [
+    pub const ALL: [Mutation; 18] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -74,6 +78,7 @@ impl Mutation {
         Mutation::ClusterWideRejoin,
         Mutation::ResumeForgetsRejoins,
         Mutation::PromoteOnGrace,
+        Mutation::RestartTrustsPrimary,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -97,6 +102,7 @@ impl Mutation {
             Mutation::ClusterWideRejoin => "cluster-wide-rejoin",
             Mutation::ResumeForgetsRejoins => "resume-forgets-rejoins",
             Mutation::PromoteOnGrace => "promote-on-grace",
+            Mutation::RestartTrustsPrimary => "restart-trusts-primary",
         }
     }
 

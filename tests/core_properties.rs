@@ -1604,6 +1604,22 @@ fn a_cluster_made_primary_again_closes_its_alarm_with_what_its_rejoined_nodes_qu
     assert!(world.violations.is_empty(), "{:?}", world.violations);
 }
 
+/// Five users over five nodes per cluster, run for a second; then `before` runs, a's majority
+/// goes silent, and the world is returned at the instant the controller declares a failed
+/// (the failover persisted as under way), the instant the restart tests crash it at.
+fn at_primary_declared_failed(params: Params, before: impl FnOnce(&mut World)) -> World {
+    let users: Vec<(u32, u16)> = (0..5).map(|i| (100 + i as u32, i)).collect();
+    let mut world = World::new(params, topology(5, &users, 0), Network::PERFECT, 1);
+    world.run_until(ms(1000));
+    before(&mut world);
+    world.silence(Cluster::A, 0..3);
+    while world.failovers_started() == 0 {
+        let next = world.now + Duration::from_millis(1);
+        world.run_until(next);
+    }
+    world
+}
+
 /// A controller restarted in the middle of a failover presumes the backup available (it had
 /// no reason to think otherwise) and gives its nodes one timeout of grace. If the backup went
 /// down while the controller was away, that grace must not promote it: a promotion needs
@@ -1616,15 +1632,7 @@ fn a_restarted_controller_promotes_no_backup_it_has_not_heard_from() {
         lease_duration_ms: 250,
         ..Params::default()
     };
-    let users: Vec<(u32, u16)> = (0..5).map(|i| (100 + i as u32, i)).collect();
-    let mut world = World::new(params, topology(5, &users, 0), Network::PERFECT, 1);
-    world.run_until(ms(1000));
-    world.silence(Cluster::A, 0..3);
-    // Up to the detection: a declared failed, the failover persisted as under way.
-    while world.failovers_started() == 0 {
-        let next = world.now + Duration::from_millis(1);
-        world.run_until(next);
-    }
+    let mut world = at_primary_declared_failed(params, |_| {});
     assert!(matches!(world.controller.phase(), Phase::Failover { .. }));
     assert!(world.persisted.as_ref().is_some_and(|d| d.failing_over));
     // The controller crashes there, and b's majority crashes before it is back.
@@ -1662,17 +1670,11 @@ fn a_restarted_controller_resumes_no_primary_it_had_declared_failed() {
         lease_duration_ms: 150,
         ..Params::default()
     };
-    let users: Vec<(u32, u16)> = (0..5).map(|i| (100 + i as u32, i)).collect();
-    let mut world = World::new(params, topology(5, &users, 0), Network::PERFECT, 1);
-    world.run_until(ms(1000));
-    world.silence(Cluster::B, 0..3);
-    world.run_until(ms(2000));
-    assert_eq!(world.raised().len(), 1, "the second alarm for b");
-    world.silence(Cluster::A, 0..3);
-    while world.failovers_started() == 0 {
-        let next = world.now + Duration::from_millis(1);
-        world.run_until(next);
-    }
+    let mut world = at_primary_declared_failed(params, |world| {
+        world.silence(Cluster::B, 0..3);
+        world.run_until(ms(2000));
+        assert_eq!(world.raised().len(), 1, "the second alarm for b");
+    });
     // b is back, its alarm not yet closed, and the controller crashes and restarts at once.
     world.wake(Cluster::B, 0..3);
     let restart_at = world.now;

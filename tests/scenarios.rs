@@ -93,6 +93,7 @@ scenario_tests! {
     failback_before_every_shard_rejoined_reports_the_rejoined_losses => "failback-before-every-shard-rejoined",
     failback_during_a_rejoin_loses_nothing_unaccounted => "failback-during-rejoin",
     a_restarted_controller_promotes_no_backup_on_grace => "controller-crash-mid-failover-then-backup-fails",
+    a_restarted_controller_resumes_no_primary_on_grace => "controller-crash-before-first-alarm-in-double-failure",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 17] = [
+pub const MUTANTS: [MutantSpec; 18] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -428,6 +428,11 @@ pub const MUTANTS: [MutantSpec; 17] = [
         Mutation::PromoteOnGrace,
         "liveness",
         "controller-crash-mid-failover-then-backup-fails",
+    ),
+    spec(
+        Mutation::RestartTrustsPrimary,
+        "liveness",
+        "controller-crash-before-first-alarm-in-double-failure",
     ),
 ];
 

@@ -476,10 +476,10 @@ fn print_table(summaries: &[ScenarioSummary]) {
     for s in summaries {
         for f in &s.failures {
             println!(
-                "\nFAILED {} seed {}: [{}] {}\n  replay: {}\n  shrink: {}",
+                // The message names every broken invariant, each in brackets.
+                "\nFAILED {} seed {}: {}\n  replay: {}\n  shrink: {}",
                 s.name,
                 f.seed,
-                f.invariant,
                 f.message,
                 f.replay,
                 shrink_command(&f.replay, &f.invariant)
@@ -800,8 +800,8 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
     for r in results {
         for f in &r.failures {
             println!(
-                "\nFAILED {} seed {}: [{}] {}\n  replay: {}",
-                r.name, f.seed, f.invariant, f.message, f.replay
+                "\nFAILED {} seed {}: {}\n  replay: {}",
+                r.name, f.seed, f.message, f.replay
             );
         }
     }

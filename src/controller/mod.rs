@@ -301,6 +301,14 @@ impl Controller {
     #[cfg(feature = "mutants")]
     pub fn set_mutation(&mut self, mutation: Mutation) {
         self.mutation = mutation;
+        // The old restore rule, applied before the restored controller's first step: only an
+        // alarm made a restarted controller presume its primary failed.
+        let primary = self.durable.primary;
+        let alarmed = (self.durable.open_alarms.values()).any(|a| a.says_down(primary));
+        if mutation == Mutation::RestartTrustsPrimary && self.durable.failing_over && !alarmed {
+            let n = self.topology.nodes_per_cluster as usize;
+            self.health.insert(primary, ClusterHealth::new(n));
+        }
     }
 
     fn fencing(&self) -> bool {
@@ -600,7 +608,10 @@ impl Controller {
         if !self.leases_expired(primary, now) {
             return;
         }
-        let back = |c: Cluster| self.health[&c].is_available() && self.heard_from_enough(c);
+        let trusts_grace = crate::mutated!(self, RestartTrustsPrimary);
+        let back = |c: Cluster| {
+            self.health[&c].is_available() && (trusts_grace || self.heard_from_enough(c))
+        };
         if back(primary) {
             self.promote(primary, true, now);
         } else if back(primary.other()) {
