@@ -5,6 +5,7 @@
 //! - [`controller`]: the sans-IO controller state machine.
 //! - [`node`]: the node side of the protocol (epochs, leases, log, quarantine).
 //! - [`config_center`]: per-user routing configs and their acknowledgements.
+//! - [`control_plane`]: controller replicas on etcd: election, leases, the durable state.
 //! - [`protocol`] and [`wire`]: the messages and their framing.
 //! - [`service`]: the async services that drive all of the above over TCP, on real tokio or
 //!   inside madsim.
@@ -28,6 +29,7 @@ macro_rules! mutated {
 }
 
 pub mod config_center;
+pub mod control_plane;
 pub mod controller;
 #[cfg(feature = "mutants")]
 pub mod mutation;

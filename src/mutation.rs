@@ -56,11 +56,14 @@ pub enum Mutation {
     /// out, presumes that primary available, and resumes it out of a double failure on the
     /// timeout of grace its nodes get (swarm seed 36776).
     RestartTrustsPrimary,
+    /// A controller replica acts past its deadline: a leader paused or cut from etcd beyond
+    /// its lease goes on heartbeating, granting and publishing after its successor began.
+    DeposedKeepsActing,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 18] = [
+    pub const ALL: [Mutation; 19] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -79,6 +82,7 @@ impl Mutation {
         Mutation::ResumeForgetsRejoins,
         Mutation::PromoteOnGrace,
         Mutation::RestartTrustsPrimary,
+        Mutation::DeposedKeepsActing,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -103,6 +107,7 @@ impl Mutation {
             Mutation::ResumeForgetsRejoins => "resume-forgets-rejoins",
             Mutation::PromoteOnGrace => "promote-on-grace",
             Mutation::RestartTrustsPrimary => "restart-trusts-primary",
+            Mutation::DeposedKeepsActing => "deposed-keeps-acting",
         }
     }
 

@@ -28,7 +28,7 @@ use standby::params::Params;
 use standby::protocol::{ConfigAck, RejectReason, Route, Subscribe, Write, WriteReply};
 use standby::service::config_center::{CenterService, LogCenterObserver};
 use standby::service::controller::{
-    run_controller, ControllerOptions, LogControllerObserver, Store,
+    run_controller, ControllerOptions, LogControllerObserver, Store, StoreFuture,
 };
 use standby::service::node::{LogObserver, NodeOptions, NodeService, ReplicationMode};
 use standby::service::rpc::{Peer, RpcError};
@@ -160,11 +160,16 @@ impl Process {
 struct MemoryStore(Mutex<Option<Durable>>);
 
 impl Store for MemoryStore {
-    fn load(&self) -> Option<Durable> {
-        self.0.lock().expect("store").clone()
+    fn load(&self) -> StoreFuture<'_, Option<Durable>> {
+        Box::pin(std::future::ready(Ok(self
+            .0
+            .lock()
+            .expect("store")
+            .clone())))
     }
-    fn save(&self, state: &Durable) {
+    fn save<'a>(&'a self, state: &'a Durable) -> StoreFuture<'a, ()> {
         *self.0.lock().expect("store") = Some(state.clone());
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

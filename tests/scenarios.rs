@@ -36,8 +36,8 @@ fn run(name: &str, mutation: Mutation) -> (u64, Vec<String>) {
     let failures = (summary.failures.iter())
         .map(|f| {
             format!(
-                "{name} seed {}: [{}] {}\n  replay: {}",
-                f.seed, f.invariant, f.message, f.replay
+                "{name} seed {}: {}\n  replay: {}",
+                f.seed, f.message, f.replay
             )
         })
         .collect();
@@ -94,6 +94,12 @@ scenario_tests! {
     failback_during_a_rejoin_loses_nothing_unaccounted => "failback-during-rejoin",
     a_restarted_controller_promotes_no_backup_on_grace => "controller-crash-mid-failover-then-backup-fails",
     a_restarted_controller_resumes_no_primary_on_grace => "controller-crash-before-first-alarm-in-double-failure",
+    a_leader_killed_mid_failover_is_replaced_and_the_failover_finishes => "leader-killed-mid-failover",
+    a_leader_paused_past_its_etcd_lease_acts_no_more => "leader-paused-past-etcd-lease-mid-failover",
+    a_leader_cut_from_etcd_stops_and_a_replica_that_reaches_it_fails_over => "leader-cut-from-etcd-while-primary-fails",
+    a_3s_etcd_outage_leaves_the_healthy_primary_writable => "etcd-out-3s-healthy-primary",
+    a_30s_etcd_outage_fails_nothing_over_and_recovers => "etcd-out-30s-healthy-primary",
+    the_last_replica_standing_fails_over => "controller-replica-all-but-one-down-then-primary-fails",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

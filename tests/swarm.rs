@@ -6,7 +6,7 @@ use standby::controller::Mutation;
 use standby::service::node::ReplicationMode;
 use standby_sim::campaign::run_seed;
 use standby_sim::check::CHECKERS;
-use standby_sim::scenario::{Expect, FaultKind, Scenario};
+use standby_sim::scenario::{Expect, Fault, FaultKind, Scenario};
 use standby_sim::swarm::{
     self, failed, phase, run_swarm, swarm_replay_command, Phase, FAULT_KINDS, FAULT_START_MS,
     QUIET_MS, TRIGGERED_FAULT_MAX_MS, TRIGGER_GRACE_MS, TRIGGER_TRANSITIONS,
@@ -23,6 +23,19 @@ fn kind_name(kind: &FaultKind) -> &'static str {
         FaultKind::PacketLoss { .. } => "packet-loss",
         FaultKind::Latency { .. } => "latency",
         FaultKind::ControllerCrash => "controller-crash",
+        FaultKind::ReplicaCrash { .. } => "replica-crash",
+        FaultKind::ReplicaPause { .. } => "replica-pause",
+        FaultKind::EtcdPause => "etcd-pause",
+    }
+}
+
+/// Whether the swarm drew `f` as the control plane's fault (see `swarm::generate`).
+fn of_control_plane(f: &Fault) -> bool {
+    match &f.kind {
+        FaultKind::ReplicaCrash { .. } | FaultKind::ReplicaPause { .. } => true,
+        FaultKind::EtcdPause => true,
+        FaultKind::Partition { to, .. } => to.iter().any(|p| p == "etcd"),
+        _ => false,
     }
 }
 
@@ -85,10 +98,31 @@ fn every_option_varies_over_200_seeds() {
     assert_eq!(distinct(&|s| s.network.latency_min_ms), all(1, 5));
     assert!(distinct(&|s| s.network.latency_max_ms).len() >= 30);
     assert!(distinct(&|s| (s.network.packet_loss_percent * 10.0) as u64).len() >= 30);
-    let fixed = |s: &Scenario| s.faults.iter().filter(|f| f.at_ms.is_some()).count() as u64;
-    let triggered = |s: &Scenario| s.faults.iter().filter(|f| f.after.is_some()).count() as u64;
+    fn others(s: &Scenario) -> impl Iterator<Item = &Fault> {
+        s.faults.iter().filter(|f| !of_control_plane(f))
+    }
+    let fixed = |s: &Scenario| others(s).filter(|f| f.at_ms.is_some()).count() as u64;
+    let triggered = |s: &Scenario| others(s).filter(|f| f.after.is_some()).count() as u64;
     assert_eq!(distinct(&fixed), all(1, 5));
     assert_eq!(distinct(&triggered), all(0, 2));
+    let replicas = distinct(&|s| s.control_plane.replicas as u64);
+    assert_eq!(
+        replicas,
+        [1, 3].into_iter().collect(),
+        "one replica or three"
+    );
+    assert_eq!(distinct(&|s| s.control_plane.etcd_lease_ttl_s), all(2, 3));
+    let plane_kinds: BTreeSet<&str> = (scenarios.iter().flat_map(|s| &s.faults))
+        .filter(|f| of_control_plane(f))
+        .map(|f| kind_name(&f.kind))
+        .collect();
+    assert_eq!(
+        plane_kinds,
+        ["replica-crash", "replica-pause", "partition", "etcd-pause"]
+            .into_iter()
+            .collect(),
+        "every fault of the control plane"
+    );
     let transitions: BTreeSet<&str> = (scenarios.iter().flat_map(|s| &s.faults))
         .filter_map(|f| f.after.as_ref().map(|t| t.transition.as_str()))
         .collect();
@@ -105,9 +139,10 @@ fn every_option_varies_over_200_seeds() {
         .map(|f| &f.kind)
         .collect();
     let kinds: BTreeSet<&str> = faults.iter().map(|k| kind_name(k)).collect();
+    let control_plane = ["replica-crash", "replica-pause", "etcd-pause"];
     assert_eq!(
         kinds,
-        FAULT_KINDS.into_iter().collect(),
+        FAULT_KINDS.into_iter().chain(control_plane).collect(),
         "every fault kind, and no wipe"
     );
     let mut shapes = BTreeSet::new();
@@ -194,7 +229,27 @@ fn every_option_stays_in_its_range() {
         let window = FAULT_START_MS..=FAULT_START_MS + 30_000;
         let mut last_heal = 0;
         let window_end = (s.faults.iter()).filter_map(|f| f.at_ms).max().unwrap_or(0);
-        for f in &s.faults {
+        let plane: Vec<&Fault> = s.faults.iter().filter(|f| of_control_plane(f)).collect();
+        assert!(plane.len() <= 1, "{context}");
+        for f in &plane {
+            assert_eq!(s.control_plane.replicas, 3, "{context}");
+            let longest = match f.kind {
+                FaultKind::ReplicaPause { .. } => 10_000,
+                FaultKind::EtcdPause => 3_000,
+                _ => 15_000,
+            };
+            let d = f.duration_ms.expect("every fault heals");
+            assert!((100..=longest).contains(&d), "{context}");
+            if let Some(trigger) = &f.after {
+                assert_eq!(trigger.transition, "failover-started", "{context}");
+                assert!(trigger.delay_ms <= 2 * c.lease_duration_ms, "{context}");
+            }
+            let crash = |f: &Fault| f.kind == FaultKind::ControllerCrash;
+            assert!(!s.faults.iter().any(crash), "{context}");
+            let latest_start = f.at_ms.or(f.after.as_ref().map(|t| t.before_ms));
+            last_heal = last_heal.max(latest_start.expect("a start") + d);
+        }
+        for f in s.faults.iter().filter(|f| !of_control_plane(f)) {
             let d = f.duration_ms.expect("every fault heals");
             assert!(f.window_ms.is_none(), "{context}");
             let at = match (&f.after, f.at_ms) {

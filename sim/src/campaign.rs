@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 18] = [
+pub const MUTANTS: [MutantSpec; 19] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -433,6 +433,11 @@ pub const MUTANTS: [MutantSpec; 18] = [
         Mutation::RestartTrustsPrimary,
         "liveness",
         "controller-crash-before-first-alarm-in-double-failure",
+    ),
+    spec(
+        Mutation::DeposedKeepsActing,
+        "single-leader",
+        "leader-paused-past-etcd-lease-mid-failover",
     ),
 ];
 

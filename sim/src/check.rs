@@ -19,7 +19,7 @@ use std::time::Duration;
 /// A broken invariant or expectation, with the evidence.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Violation {
-    /// Which invariant (`single-writer`, `epochs-monotonic`, `durability`, `accounted-loss`,
+    /// Which invariant (`single-writer`, `single-leader`, `epochs-monotonic`, `durability`, `accounted-loss`,
     /// `convergence`, `users-converge`, `liveness`, `expectation`).
     pub invariant: &'static str,
     /// What happened, with the events that prove it.
@@ -29,8 +29,9 @@ pub struct Violation {
 }
 
 /// Every checker, by the name its violations carry.
-pub const CHECKERS: [&str; 8] = [
+pub const CHECKERS: [&str; 9] = [
     "single-writer",
+    "single-leader",
     "epochs-monotonic",
     "durability",
     "accounted-loss",
@@ -89,6 +90,7 @@ pub fn check(scenario: &Scenario, out: &RunOutput) -> Verdict {
         violations: Vec::new(),
     };
     checker.single_writer();
+    checker.single_leader();
     checker.epochs_monotonic();
     let (lost_writes, lost_span_ms) = checker.lost_writes();
     checker.convergence();
@@ -165,6 +167,28 @@ impl Checker<'_> {
         }
         for (t, message) in found.into_iter().take(3) {
             self.fail_at("single-writer", Some(t), message);
+        }
+    }
+
+    /// At most one controller replica acts at any instant: the terms that actions (heartbeats,
+    /// publications, alarms) are sent in only rise. An action in a term older than one already
+    /// seen is a deposed leader acting after its successor began.
+    fn single_leader(&mut self) {
+        let mut newest: Option<(Time, u16, u64)> = None;
+        let mut found = Vec::new();
+        for (t, event) in self.events() {
+            let &Event::Acting { replica, term } = event else {
+                continue;
+            };
+            match newest {
+                Some((t0, r0, term0)) if term < term0 => found.push((t, format!(
+                    "controller/{replica} acted in term {term} at {t}, after controller/{r0} had acted in term {term0} at {t0}"
+                ))),
+                _ => newest = Some((t, replica, term)),
+            }
+        }
+        for (t, message) in found.into_iter().take(3) {
+            self.fail_at("single-leader", Some(t), message);
         }
     }
 

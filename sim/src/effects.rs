@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Every effect a run can show, by name (the names `expect.effects` takes).
-pub const EFFECTS: [&str; 10] = [
+pub const EFFECTS: [&str; 11] = [
     "node-unanswering",
     "replication-blocked",
     "publication-during-cut",
@@ -27,6 +27,7 @@ pub const EFFECTS: [&str; 10] = [
     "fenced-write-rejected",
     "quarantined-writes",
     "resync-moved-data",
+    "leader-changed",
 ];
 
 /// Every controller transition the coverage report counts.
@@ -224,9 +225,33 @@ impl<'a> View<'a> {
                         && matches!(e, Event::PublishSent { .. })
                 });
                 add(restarted, "controller-restarted");
+                add(self.leader_changed(window), "leader-changed");
+            }
+            FaultKind::ReplicaCrash { .. } | FaultKind::ReplicaPause { .. } => {
+                add(self.leader_changed(window), "leader-changed");
+            }
+            FaultKind::EtcdPause => {
+                let traffic = self
+                    .during(window)
+                    .any(|e| matches!(e, Event::Invoke { .. }));
+                add(traffic, "traffic-during-fault");
+                add(self.leader_changed(window), "leader-changed");
             }
         }
         found
+    }
+
+    /// Whether a leader stopped leading during the fault, or a replica began to lead before
+    /// the quiet after it (a replica takes over up to an etcd lease TTL after a leader dies).
+    fn leader_changed(&self, window: (Time, Time)) -> bool {
+        let ttl = Duration::from_secs(self.scenario.control_plane.etcd_lease_ttl_s);
+        let lost = self
+            .during(window)
+            .any(|e| matches!(e, Event::LeadLost { .. }));
+        let took_over = (self.events.iter()).any(|(t, e)| {
+            *t > window.0 && *t <= window.1 + ttl && matches!(e, Event::Leading { .. })
+        });
+        lost || took_over
     }
 
     fn partition_effects(
@@ -238,7 +263,9 @@ impl<'a> View<'a> {
     ) {
         let sides = [from, to];
         let has = |want: &str| sides.map(|side| side.iter().any(|p| p == want));
-        let [controller, center, users] = ["controller", "config-center", "users"].map(has);
+        let [center, users] = ["config-center", "users"].map(has);
+        // `controller`, `controller/1`, `controller/leader`: replicas.
+        let controller = sides.map(|side| side.iter().any(|p| p.starts_with("controller")));
         let users = [0, 1].map(|i| users[i] || sides[i].iter().any(|p| p.starts_with("user/")));
         let nodes = sides.map(|side| self.nodes(side));
         let across = |a: [bool; 2], b: [bool; 2]| (a[0] && b[1]) || (a[1] && b[0]);
@@ -261,6 +288,9 @@ impl<'a> View<'a> {
                 self.writes_disrupted(&all_nodes, window),
                 "writes-disrupted",
             );
+        }
+        if across(controller, has("etcd")) {
+            add(self.leader_changed(window), "leader-changed");
         }
         let crosses_clusters = nodes[0].iter().any(|a| nodes[1].contains(&a.peer()));
         if crosses_clusters {

@@ -18,6 +18,7 @@ pub mod bare;
 pub mod bench;
 pub mod campaign;
 pub mod check;
+pub mod control_plane;
 pub mod effects;
 pub mod html;
 mod rng;

@@ -611,6 +611,7 @@ pub fn regression_file(
         invariant: invariant.to_owned(),
         seed,
         mutant: (mutation != Mutation::None).then(|| mutation.name().to_owned()),
+        mutant_seed: None,
         source: source.display().to_string(),
     });
     let who = match mutation {

@@ -16,8 +16,8 @@ use crate::campaign::{run_parallel, run_seed_with, SeedRun};
 use crate::check::Violation;
 use crate::rng::SplitMix64;
 use crate::scenario::{
-    Expect, Fault, FaultKind, NetworkSpec, ReplicationSpec, Scenario, TopologySpec, Trigger,
-    WorkloadSpec,
+    ControlPlaneSpec, Expect, Fault, FaultKind, NetworkSpec, ReplicationSpec, Scenario,
+    TopologySpec, Trigger, WorkloadSpec,
 };
 use crate::world::TCP_MIN_RTO;
 use serde::Serialize;
@@ -145,6 +145,9 @@ pub fn generate(seed: u64) -> Scenario {
         nodes,
         before_ms,
     ));
+    // Drawn after all the above, for the same reason.
+    let (control_plane, plane_faults) = control_plane(&mut rng, &faults, &controller, window);
+    faults.extend(plane_faults);
     let last_heal = (faults.iter())
         .map(|f| {
             let latest_start = f.after.as_ref().map(|t| t.before_ms);
@@ -157,6 +160,7 @@ pub fn generate(seed: u64) -> Scenario {
         duration_s: (last_heal + QUIET_MS).div_ceil(1000),
         topology,
         controller,
+        control_plane,
         replication,
         workload,
         network,
@@ -249,6 +253,61 @@ fn triggered_faults(
         });
     }
     triggered
+}
+
+/// One seed in three runs three controller replicas with an etcd lease of 2 or 3 s, and,
+/// unless a `controller-crash` was drawn, one fault of the control plane: the leader crashes,
+/// pauses, or is cut from etcd, or etcd pauses; at a time in the fault window, or half the
+/// time just after a failover starts. Each leaves the control plane without an acting leader
+/// for at most a TTL and a restore (a new leader takes over), or for an etcd pause of at most
+/// 3 s: within the bound [`CONTROLLER_DOWN_MAX_MS`] explains.
+fn control_plane(
+    rng: &mut SplitMix64,
+    faults: &[Fault],
+    controller: &Params,
+    window: u64,
+) -> (ControlPlaneSpec, Vec<Fault>) {
+    if !rng.chance(1, 3) {
+        return (ControlPlaneSpec::default(), Vec::new());
+    }
+    let plane = ControlPlaneSpec {
+        replicas: 3,
+        etcd_lease_ttl_s: rng.range(2, 3),
+    };
+    if faults.iter().any(|f| f.kind == FaultKind::ControllerCrash) {
+        return (plane, Vec::new());
+    }
+    let leader = || vec!["controller/leader".to_string()];
+    let (kind, longest) = match rng.range(0, 3) {
+        0 => (FaultKind::ReplicaCrash { replicas: leader() }, 15_000),
+        1 => (FaultKind::ReplicaPause { replicas: leader() }, 10_000),
+        2 => {
+            let (from, to, one_way) = (leader(), vec!["etcd".to_string()], false);
+            (FaultKind::Partition { from, to, one_way }, 15_000)
+        }
+        _ => (FaultKind::EtcdPause, 3_000),
+    };
+    let (at_ms, after) = match rng.chance(1, 2) {
+        true => (Some(FAULT_START_MS + rng.range(0, window)), None),
+        false => {
+            let trigger = Trigger {
+                transition: "failover-started".into(),
+                nth: 1,
+                from_ms: FAULT_START_MS,
+                delay_ms: rng.range(0, 2 * controller.lease_duration_ms),
+                before_ms: FAULT_START_MS + window + TRIGGER_GRACE_MS,
+            };
+            (None, Some(trigger))
+        }
+    };
+    let fault = Fault {
+        kind,
+        at_ms,
+        window_ms: None,
+        after,
+        duration_ms: Some(rng.range(100, longest)),
+    };
+    (plane, vec![fault])
 }
 
 /// What a swarm run must show: the defaults (the run must converge; no failover count, no

@@ -145,6 +145,30 @@ pub enum Event {
         /// The write.
         id: WriteId,
     },
+    /// A controller replica won the lead and restored the durable state: it leads in `term`
+    /// (its controller's incarnation).
+    Leading {
+        /// The replica.
+        replica: u16,
+        /// Its term.
+        term: u64,
+    },
+    /// A replica stopped leading (it takes no action after this).
+    LeadLost {
+        /// The replica.
+        replica: u16,
+        /// Why, in words.
+        why: String,
+    },
+    /// A replica acted (a heartbeat, a publication, an alarm) in a term other than that of
+    /// the last action any replica took. These terms must rise: one older than an earlier
+    /// one is a deposed leader acting after its successor (`single-leader`).
+    Acting {
+        /// The replica.
+        replica: u16,
+        /// The term it acted in.
+        term: u64,
+    },
 }
 
 thread_local! {
@@ -458,6 +482,11 @@ pub fn describe(event: &Event) -> String {
             )
         }
         Event::Wiped { node } => format!("{:<9} WIPED: disk lost", node.to_string()),
+        Event::Leading { replica, term } => {
+            format!("ctl/{replica:<5} LEADS in term {term}")
+        }
+        Event::LeadLost { replica, why } => format!("ctl/{replica:<5} stopped leading: {why}"),
+        Event::Acting { replica, term } => format!("ctl/{replica:<5} acts in term {term}"),
         Event::Controller(note) => format!("ctl       {}", describe_note(note)),
         Event::Alarm(AlarmEvent::Raised(alarm)) => {
             let (up, total) = alarm.available_nodes;

@@ -2,6 +2,7 @@
 //! madsim node on the simulated network, running the real services; and the fault injector
 //! that follows the scenario's schedule under the seed.
 
+use crate::control_plane::{self, Shared};
 use crate::scenario::{Fault, FaultKind, Party, Scenario, Trigger};
 use crate::trace::{Event, Trace};
 use crate::user::{run_user, UserContext};
@@ -10,10 +11,10 @@ use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimId;
 use standby::config_center::ConfigCenter;
-use standby::controller::{Action, Durable, Mutation, Topology};
+use standby::controller::{Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
 use standby::service::config_center::{CenterObserver, CenterService};
-use standby::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
+use standby::service::controller::ControllerOptions;
 use standby::service::loss::{self, Transmission};
 use standby::service::node::{NodeObserver, NodeOptions, NodeService};
 use standby::time::{Clock, Time};
@@ -195,7 +196,6 @@ fn user_ip(user: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 3, (user / 250) as u8, (user % 250) as u8 + 1)
 }
 
-const CONTROLLER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const CENTER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
 struct World {
@@ -204,10 +204,18 @@ struct World {
     handle: Handle,
     disks: BTreeMap<NodeId, Arc<Mutex<Node>>>,
     nodes: BTreeMap<NodeId, NodeHandle>,
-    controller: NodeHandle,
+    /// The controller replicas, `controller/0..N-1`.
+    replicas: Vec<NodeHandle>,
+    etcd: NodeHandle,
     center: NodeHandle,
     users: Vec<NodeHandle>,
-    store: Arc<SimStore>,
+    /// Who leads, and the last durable state, as the replicas' observers saw them.
+    shared: Arc<Shared>,
+    /// The replica each running replica fault (by index) hit: `controller/leader` is resolved
+    /// at the fault's start, and its heal must reach the same replica.
+    hit: BTreeMap<usize, Vec<u16>>,
+    /// The same for each running partition: the parties of each side.
+    partitioned: BTreeMap<usize, (Vec<SimId>, Vec<SimId>)>,
     stop_users: Arc<AtomicBool>,
     /// Directed links currently cut, counted so that overlapping faults heal correctly.
     cut: BTreeMap<(SimId, SimId), u32>,
@@ -248,23 +256,35 @@ impl World {
             disks.insert(node, disk);
         }
         let center = spawn_center(&handle, &trace);
-        let store = Arc::new(SimStore::default());
+        let etcd = control_plane::spawn_etcd(&handle);
+        let shared = Arc::new(Shared::default());
         let (params, controller_topology) = (scenario.controller.clone(), topology.clone());
-        let options = move || {
+        let options: Arc<dyn Fn() -> ControllerOptions + Send + Sync> = Arc::new(move || {
             ControllerOptions::new(
                 params.clone(),
                 controller_topology.clone(),
                 address(CENTER_IP),
             )
             .with_mutation(mutation)
-        };
-        let controller = spawn_controller(
-            &handle,
-            options,
-            Clock::with_origin(origin, 0),
-            store.clone(),
-            &trace,
+        });
+        let plane = &scenario.control_plane;
+        let etcd_options = control_plane::etcd_options(
+            plane.etcd_lease_ttl_s,
+            scenario.controller.max_clock_drift_ppm,
         );
+        let replicas = (0..plane.replicas)
+            .map(|r| {
+                control_plane::spawn_replica(
+                    &handle,
+                    r,
+                    etcd_options.clone(),
+                    options.clone(),
+                    Clock::with_origin(origin, 0),
+                    &trace,
+                    shared.clone(),
+                )
+            })
+            .collect();
         let stop_users = Arc::new(AtomicBool::new(false));
         let users = (0..scenario.topology.users)
             .map(|u| spawn_user(&handle, &scenario, &topology, u, &trace, &stop_users))
@@ -276,10 +296,13 @@ impl World {
             handle,
             disks,
             nodes,
-            controller,
+            replicas,
+            etcd,
             center,
             users,
-            store,
+            shared,
+            hit: BTreeMap::new(),
+            partitioned: BTreeMap::new(),
             stop_users,
             cut: BTreeMap::new(),
             down: BTreeSet::new(),
@@ -335,7 +358,7 @@ impl World {
             disks: (self.disks.iter())
                 .map(|(&id, node)| (id, node.lock().expect("disk").disk.clone()))
                 .collect(),
-            durable: self.store.load(),
+            durable: self.shared.durable.lock().expect("durable").clone(),
             schedule,
         };
         self.kill_everything();
@@ -347,7 +370,8 @@ impl World {
     /// world, about 4 MB a seed: a 12,000-seed bench ran out of memory.
     fn kill_everything(&self) {
         let ids = (self.nodes.values().chain(self.users.iter()))
-            .chain([&self.controller, &self.center])
+            .chain(self.replicas.iter())
+            .chain([&self.etcd, &self.center])
             .map(|node| node.id());
         for id in ids {
             self.handle.kill(id);
@@ -400,7 +424,16 @@ impl World {
             }
             FaultKind::Wipe { .. } => {}
             FaultKind::Partition { from, to, one_way } => {
-                let (from, to) = (self.expand_parties(from), self.expand_parties(to));
+                // Parties resolved at the start (`controller/leader` names a replica then);
+                // the heal restores the same links.
+                let (from, to) = match heal {
+                    true => self.partitioned.remove(&i).unwrap_or_default(),
+                    false => {
+                        let sides = (self.expand_parties(from), self.expand_parties(to));
+                        self.partitioned.insert(i, sides.clone());
+                        sides
+                    }
+                };
                 for &x in &from {
                     for &y in &to {
                         self.cut_link(x, y, heal);
@@ -438,14 +471,59 @@ impl World {
                 NetSim::current().update_config(|c| c.send_latency = range);
             }
             FaultKind::ControllerCrash => {
-                if heal {
-                    self.handle.restart(self.controller.id());
-                } else {
-                    self.handle.kill(self.controller.id());
-                }
+                self.hit_replicas(i, &["controller/leader".into()], heal, Hit::Crash)
             }
+            FaultKind::ReplicaCrash { replicas } => {
+                self.hit_replicas(i, replicas, heal, Hit::Crash)
+            }
+            FaultKind::ReplicaPause { replicas } => {
+                self.hit_replicas(i, replicas, heal, Hit::Pause)
+            }
+            FaultKind::EtcdPause => match heal {
+                true => self.handle.resume(self.etcd.id()),
+                false => self.handle.pause(self.etcd.id()),
+            },
         }
         self.update_truth();
+    }
+
+    /// Crashes (restarting at the heal) or pauses (resuming at the heal) the replicas that
+    /// `names` resolve to at the fault's start.
+    fn hit_replicas(&mut self, i: usize, names: &[String], heal: bool, hit: Hit) {
+        let replicas = match heal {
+            true => self.hit.remove(&i).unwrap_or_default(),
+            false => {
+                let replicas = self.resolve_replicas(names);
+                self.hit.insert(i, replicas.clone());
+                replicas
+            }
+        };
+        for r in replicas {
+            let id = self.replicas[r as usize].id();
+            match (hit, heal) {
+                (Hit::Crash, false) => self.handle.kill(id),
+                (Hit::Crash, true) => self.handle.restart(id),
+                (Hit::Pause, false) => self.handle.pause(id),
+                (Hit::Pause, true) => self.handle.resume(id),
+            }
+        }
+    }
+
+    /// The replicas `names` stand for now: `controller` (all), `controller/N`,
+    /// `controller/leader` (none if no replica leads at this instant).
+    fn resolve_replicas(&self, names: &[String]) -> Vec<u16> {
+        let mut out = BTreeSet::new();
+        for name in names {
+            match Party::parse(name, &self.scenario) {
+                Ok(Party::Controller) => out.extend(0..self.replicas.len() as u16),
+                Ok(Party::Replica(r)) => {
+                    out.insert(r);
+                }
+                Ok(Party::Leader) => out.extend(*self.shared.leader.lock().expect("leader")),
+                _ => {}
+            }
+        }
+        out.into_iter().collect()
     }
 
     fn crash(&mut self, node: NodeId, heal: bool) {
@@ -487,10 +565,10 @@ impl World {
         }
     }
 
-    /// Records each cluster's true availability: nodes up and able to talk with the
-    /// controller both ways.
+    /// Records each cluster's true availability: nodes up and able to talk both ways with
+    /// some controller replica.
     fn update_truth(&mut self) {
-        let controller = self.controller.id();
+        let replicas: Vec<SimId> = self.replicas.iter().map(|r| r.id()).collect();
         for cluster in Cluster::BOTH {
             let total = self.scenario.topology.nodes_per_cluster as usize;
             let available = (0..total as u16)
@@ -498,8 +576,9 @@ impl World {
                 .filter(|n| !self.down.contains(n))
                 .filter(|n| {
                     let id = self.nodes[n].id();
-                    !self.cut.contains_key(&(id, controller))
-                        && !self.cut.contains_key(&(controller, id))
+                    replicas.iter().any(|&r| {
+                        !self.cut.contains_key(&(id, r)) && !self.cut.contains_key(&(r, id))
+                    })
                 })
                 .count();
             if self.truth.insert(cluster, available) != Some(available) {
@@ -530,7 +609,12 @@ impl World {
         let mut out = BTreeSet::new();
         for name in names {
             let ids: Vec<SimId> = match Party::parse(name, &self.scenario) {
-                Ok(Party::Controller) => vec![self.controller.id()],
+                Ok(Party::Controller | Party::Replica(_) | Party::Leader) => {
+                    (self.resolve_replicas(std::slice::from_ref(name)).iter())
+                        .map(|&r| self.replicas[r as usize].id())
+                        .collect()
+                }
+                Ok(Party::Etcd) => vec![self.etcd.id()],
                 Ok(Party::ConfigCenter) => vec![self.center.id()],
                 Ok(Party::Users) => self.users.iter().map(|u| u.id()).collect(),
                 Ok(Party::User(u)) => vec![self.users[u as usize].id()],
@@ -545,6 +629,13 @@ impl World {
         }
         out.into_iter().collect()
     }
+}
+
+/// What a replica fault does to its replicas.
+#[derive(Clone, Copy)]
+enum Hit {
+    Crash,
+    Pause,
 }
 
 fn draw_drift(max_ppm: u32) -> i64 {
@@ -613,29 +704,6 @@ fn spawn_center(handle: &Handle, trace: &Trace) -> NodeHandle {
         .build()
 }
 
-fn spawn_controller(
-    handle: &Handle,
-    options: impl Fn() -> ControllerOptions + Send + Sync + 'static,
-    clock: Clock,
-    store: Arc<SimStore>,
-    trace: &Trace,
-) -> NodeHandle {
-    let observer = Arc::new(ControllerTrace {
-        trace: trace.clone(),
-        last_epoch: Mutex::new(Epoch(0)),
-    });
-    handle
-        .create_node()
-        .name("controller")
-        .ip(IpAddr::V4(CONTROLLER_IP))
-        .init(move || {
-            let (options, clock, store, observer) =
-                (options(), clock.clone(), store.clone(), observer.clone());
-            async move { run_controller(options, clock, store, observer).await }
-        })
-        .build()
-}
-
 fn spawn_user(
     handle: &Handle,
     scenario: &Scenario,
@@ -660,19 +728,6 @@ fn spawn_user(
         .build()
 }
 
-/// The controller's "disk".
-#[derive(Debug, Default)]
-struct SimStore(Mutex<Option<Durable>>);
-
-impl Store for SimStore {
-    fn load(&self) -> Option<Durable> {
-        self.0.lock().expect("store").clone()
-    }
-    fn save(&self, state: &Durable) {
-        *self.0.lock().expect("store") = Some(state.clone());
-    }
-}
-
 struct TraceObserver(Trace);
 
 impl NodeObserver for TraceObserver {
@@ -692,56 +747,5 @@ impl CenterObserver for TraceObserver {
     }
     fn on_ack(&self, user: UserId, epoch: Epoch) {
         self.0.record(Event::CenterAck { user, epoch });
-    }
-}
-
-struct ControllerTrace {
-    trace: Trace,
-    last_epoch: Mutex<Epoch>,
-}
-
-impl ControllerObserver for ControllerTrace {
-    fn on_report(&self, _now: Time, node: NodeId, report: &standby::protocol::NodeReport) {
-        if self.trace.records_messages() {
-            self.trace.record(Event::Report {
-                node,
-                round: report.round,
-                epoch: report.epoch,
-                role: format!("{:?}", report.role),
-                last_lsn: report.last_lsn,
-            });
-        }
-    }
-
-    fn on_action(&self, _now: Time, action: &Action) {
-        let event = match action {
-            Action::Note(note) => Event::Controller(note.clone()),
-            Action::Alarm(alarm) => Event::Alarm(alarm.clone()),
-            Action::Publish { epoch, configs } => Event::PublishSent {
-                epoch: *epoch,
-                users: configs.len(),
-            },
-            Action::Persist(durable) => {
-                let mut last = self.last_epoch.lock().expect("epoch");
-                if durable.epoch == *last {
-                    return;
-                }
-                *last = durable.epoch;
-                Event::EpochPersisted {
-                    epoch: durable.epoch,
-                    primary: durable.primary,
-                }
-            }
-            Action::Heartbeat { node, heartbeat } if self.trace.records_messages() => {
-                Event::Heartbeat {
-                    node: *node,
-                    round: heartbeat.round,
-                    lease: heartbeat.grant.is_some(),
-                    command: heartbeat.command.as_ref().map(|c| format!("{c:?}")),
-                }
-            }
-            Action::Heartbeat { .. } => return,
-        };
-        self.trace.record(event);
     }
 }

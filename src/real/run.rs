@@ -138,7 +138,7 @@ impl Bound {
                 Ok(())
             }
             ended = &mut controller => Err(RunError::Stopped(match ended {
-                Ok(()) => "its loop returned".to_string(),
+                Ok(why) => why.to_string(),
                 Err(e) => e.to_string(),
             })),
         }

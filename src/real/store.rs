@@ -6,7 +6,7 @@
 //! the epoch on disk is refused.
 
 use crate::controller::Durable;
-use crate::service::controller::Store;
+use crate::service::controller::{Stopped, Store, StoreFuture};
 use crate::types::Epoch;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -123,19 +123,19 @@ impl FileStore {
 }
 
 impl Store for FileStore {
-    fn load(&self) -> Option<Durable> {
-        self.loaded.clone()
+    fn load(&self) -> StoreFuture<'_, Option<Durable>> {
+        Box::pin(std::future::ready(Ok(self.loaded.clone())))
     }
 
-    /// The controller carries out no action after a persist until it returns, and has no
-    /// way to hear of a failure: acting on a state that is not durable could, after a
-    /// restart, reuse an epoch. So a failed write stops the controller (the panic ends its
-    /// task, and the binary exits); a supervisor restarts it from the last good state.
-    fn save(&self, state: &Durable) {
-        if let Err(e) = self.try_save(state) {
+    /// The controller carries out no action after a persist until it returns: a failed write
+    /// stops the controller (and the binary exits); a supervisor restarts it from the last
+    /// good state.
+    fn save<'a>(&'a self, state: &'a Durable) -> StoreFuture<'a, ()> {
+        let saved = self.try_save(state).map_err(|e| {
             tracing::error!(%e, "cannot persist the controller state; stopping");
-            panic!("{e}");
-        }
+            Stopped::Io(e.to_string())
+        });
+        Box::pin(std::future::ready(saved))
     }
 }
 

@@ -4,6 +4,7 @@
 use crate::controller::{Action, Controller, Durable, Topology};
 use crate::params::Params;
 use crate::protocol::{Heartbeat, NodeReport};
+use crate::service::persist::Barrier;
 use crate::service::rpc::Peer;
 use crate::time::{Clock, Time};
 use crate::types::NodeId;
@@ -62,12 +63,34 @@ impl NodeLink for Peer {
     }
 }
 
-/// Where the controller's durable state lives.
+/// Where the controller's durable state lives: a local file for a single controller, etcd
+/// for replicas (`crate::control_plane`).
 pub trait Store: Send + Sync {
     /// The last saved state, if any.
-    fn load(&self) -> Option<Durable>;
-    /// Saves `state` durably before returning.
-    fn save(&self, state: &Durable);
+    fn load(&self) -> StoreFuture<'_, Option<Durable>>;
+    /// Saves `state` durably before returning. An error means the controller may not act on
+    /// it: it stops at once.
+    fn save<'a>(&'a self, state: &'a Durable) -> StoreFuture<'a, ()>;
+    /// Until when (the controller's clock) this process may act on the state: a replica
+    /// leads only while its etcd lease is surely alive. `None`: no bound.
+    fn act_until(&self) -> Option<Time> {
+        None
+    }
+}
+
+/// What a [`Store`] returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Stopped>> + Send + 'a>>;
+
+/// Why the controller stopped: it never acts on a state it could not persist, nor past its
+/// store's deadline.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Stopped {
+    /// The replica's leadership ended or is in doubt.
+    #[error(transparent)]
+    Lead(#[from] crate::control_plane::LeadError),
+    /// The state could not be read or written.
+    #[error("cannot persist the controller state: {0}")]
+    Io(String),
 }
 
 /// Receives every action the controller takes (the simulator traces them; the real binary
@@ -80,6 +103,14 @@ pub trait ControllerObserver: Send + Sync {
     /// The controller has handled an input or a tick and carried out its actions: its state
     /// at `now` (its clock) is settled until the next one. Nothing by default.
     fn on_state(&self, _now: Time, _controller: &Controller) {}
+    /// A state the controller persisted is durable at `now`. Nothing by default.
+    fn on_persisted(&self, _now: Time, _state: &Durable) {}
+    /// The controller was started (or restored from its store) at `now`, before its first
+    /// action. Nothing by default.
+    fn on_started(&self, _now: Time, _controller: &Controller) {}
+    /// The controller stopped at `now` for `why`; it takes no action after this. Nothing by
+    /// default.
+    fn on_stopped(&self, _now: Time, _why: &Stopped) {}
 }
 
 /// An observer that only logs.
@@ -148,18 +179,27 @@ enum Input {
     Published(crate::protocol::PublishReply),
 }
 
-/// Runs the controller until the task is dropped. Resumes from `store` if it holds a state.
+/// Runs the controller until the task is dropped, or until its store fails or its deadline
+/// passes (then it returns why, having taken no action since). Resumes from `store` if it
+/// holds a state.
 pub async fn run_controller(
     options: ControllerOptions,
     clock: Clock,
     store: Arc<dyn Store>,
     observer: Arc<dyn ControllerObserver>,
-) {
+) -> Stopped {
+    let stopped = |why: Stopped| {
+        observer.on_stopped(clock.now(), &why);
+        why
+    };
     #[cfg(feature = "mutants")]
     let mutation = options.mutation;
     let saved = match crate::mutated!(options, ForgetEpoch) {
         true => None,
-        false => store.load(),
+        false => match store.load().await {
+            Ok(saved) => saved,
+            Err(why) => return stopped(why),
+        },
     };
     let ControllerOptions {
         params,
@@ -187,45 +227,71 @@ pub async fn run_controller(
     };
     #[cfg(feature = "mutants")]
     controller.set_mutation(mutation);
+    observer.on_started(now, &controller);
     let (inputs, mut received) = mpsc::unbounded_channel();
+    let effects = Effects {
+        peers,
+        center,
+        inputs,
+        timeout,
+    };
+    #[cfg(feature = "mutants")]
+    let keeps_acting = mutation == crate::controller::Mutation::DeposedKeepsActing;
+    #[cfg(not(feature = "mutants"))]
+    let keeps_acting = false;
+    let expired = || {
+        let past = store.act_until().is_some_and(|until| clock.now() >= until);
+        past && !keeps_acting
+    };
+    let mut barrier = Barrier::new();
+    let mut saving: Option<SaveFuture> = None;
     loop {
         while let Some(action) = controller.poll_action() {
-            observer.on_action(clock.now(), &action);
-            match action {
-                Action::Heartbeat { node, heartbeat } => {
-                    let (peer, inputs) = (peers[&node].clone(), inputs.clone());
-                    tokio::spawn(async move {
-                        let round = heartbeat.round;
-                        let input = match peer.heartbeat(heartbeat, timeout).await {
-                            Ok(report) => Input::Report(node, report),
-                            Err(NoReport::Refused) => Input::Refused(node, round),
-                            Err(NoReport::Silent) => return,
-                        };
-                        let _ = inputs.send(input);
-                    });
-                }
-                Action::Publish { epoch, configs } => {
-                    let (center, inputs) = (center.clone(), inputs.clone());
-                    tokio::spawn(async move {
-                        let request = Message::Publish(crate::protocol::Publish { epoch, configs });
-                        if let Ok(Message::PublishReply(reply)) =
-                            center.call(&request, timeout).await
-                        {
-                            let _ = inputs.send(Input::Published(reply));
-                        }
-                    });
-                }
-                Action::Persist(durable) => store.save(&durable),
-                Action::Alarm(_) | Action::Note(_) => {}
+            if expired() {
+                return stopped(crate::control_plane::LeadError::Expired.into());
+            }
+            if let Action::Persist(state) = &action {
+                observer.on_action(clock.now(), &action);
+                barrier.persist(state.clone());
+            } else if let Some(action) = barrier.pass(action) {
+                observer.on_action(clock.now(), &action);
+                effects.carry_out(action);
             }
         }
+        if saving.is_none() {
+            saving = barrier.start().map(|state| save(store.clone(), state));
+        }
         observer.on_state(clock.now(), &controller);
-        let wait = controller.next_tick().saturating_since(clock.now());
+        // Wake at the store's deadline too, to stop there rather than at the next input.
+        let until = store.act_until().map_or(controller.next_tick(), |until| {
+            until.min(controller.next_tick())
+        });
+        let wait = until.saturating_since(clock.now());
         // `biased`: an unbiased select draws its branch order from tokio's own random number
         // generator, which the simulator does not control.
         tokio::select! {
             biased;
-            _ = tokio::time::sleep(wait) => controller.tick(clock.now()),
+            (state, done) = async { saving.as_mut().expect("a save in flight").await }, if saving.is_some() => {
+                saving = None;
+                if let Err(why) = done {
+                    return stopped(why);
+                }
+                observer.on_persisted(clock.now(), &state);
+                barrier.saved(state);
+                for action in barrier.release() {
+                    if expired() {
+                        return stopped(crate::control_plane::LeadError::Expired.into());
+                    }
+                    observer.on_action(clock.now(), &action);
+                    effects.carry_out(action);
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                if expired() {
+                    return stopped(crate::control_plane::LeadError::Expired.into());
+                }
+                controller.tick(clock.now())
+            }
             input = received.recv() => match input {
                 Some(Input::Report(node, report)) => {
                     observer.on_report(clock.now(), node, &report);
@@ -236,8 +302,57 @@ pub async fn run_controller(
                     controller.handle_refused(node, round)
                 }
                 Some(Input::Published(reply)) => controller.handle_publish_reply(clock.now(), reply),
-                None => return,
+                None => unreachable!("the loop holds a sender"),
             },
+        }
+    }
+}
+
+/// A save in flight, with the state it saves.
+type SaveFuture = Pin<Box<dyn Future<Output = (Durable, Result<(), Stopped>)> + Send>>;
+
+fn save(store: Arc<dyn Store>, state: Durable) -> SaveFuture {
+    Box::pin(async move {
+        let done = store.save(&state).await;
+        (state, done)
+    })
+}
+
+/// Where the controller's actions go: heartbeats to the nodes, publications to the config
+/// center, each on a task of its own whose answer comes back as an input.
+struct Effects {
+    peers: BTreeMap<NodeId, Arc<dyn NodeLink>>,
+    center: Arc<Peer>,
+    inputs: mpsc::UnboundedSender<Input>,
+    timeout: Duration,
+}
+
+impl Effects {
+    fn carry_out(&self, action: Action) {
+        let (inputs, timeout) = (self.inputs.clone(), self.timeout);
+        match action {
+            Action::Heartbeat { node, heartbeat } => {
+                let peer = self.peers[&node].clone();
+                tokio::spawn(async move {
+                    let round = heartbeat.round;
+                    let input = match peer.heartbeat(heartbeat, timeout).await {
+                        Ok(report) => Input::Report(node, report),
+                        Err(NoReport::Refused) => Input::Refused(node, round),
+                        Err(NoReport::Silent) => return,
+                    };
+                    let _ = inputs.send(input);
+                });
+            }
+            Action::Publish { epoch, configs } => {
+                let center = self.center.clone();
+                tokio::spawn(async move {
+                    let request = Message::Publish(crate::protocol::Publish { epoch, configs });
+                    if let Ok(Message::PublishReply(reply)) = center.call(&request, timeout).await {
+                        let _ = inputs.send(Input::Published(reply));
+                    }
+                });
+            }
+            Action::Persist(_) | Action::Alarm(_) | Action::Note(_) => {}
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod config_center;
 pub mod controller;
 pub mod loss;
 pub mod node;
+pub mod persist;
 pub mod rpc;
 
 /// The tasks a service spawned, aborted together when the service's own future is dropped:

@@ -1,0 +1,212 @@
+//! The simulated control plane: madsim's simulated etcd on a node of its own, and the
+//! controller replicas `controller/0..N-1`, each running the real replica code
+//! (`standby::control_plane`) against it; and the observer that traces what each replica
+//! does, with the term it acts in.
+
+use crate::trace::{Event, Trace};
+use madsim::runtime::{Handle, NodeHandle};
+use standby::control_plane::replica::run_replica;
+use standby::control_plane::EtcdOptions;
+use standby::controller::{Action, Controller, Durable};
+use standby::service::controller::{ControllerObserver, ControllerOptions, Stopped};
+use standby::time::{Clock, Time};
+use standby::types::Epoch;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const ETCD_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+const ETCD_PORT: u16 = 2379;
+
+/// Replica `r`'s address.
+pub fn replica_ip(replica: u16) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 1, replica as u8 + 1)
+}
+
+/// Replica `r`'s name: its node's name, and its value in the election.
+pub fn replica_name(replica: u16) -> String {
+    format!("controller/{replica}")
+}
+
+/// What the replicas' observers share: the world's view of who leads, and the last state a
+/// leader made durable.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The replica leading now, if any (the world resolves `controller/leader` with it).
+    pub leader: Mutex<Option<u16>>,
+    /// The state the last leader persisted and acted on.
+    pub durable: Mutex<Option<Durable>>,
+    /// The term of the last action any replica took.
+    acting: Mutex<Option<u64>>,
+    /// The last epoch traced as persisted.
+    last_epoch: Mutex<Epoch>,
+}
+
+/// Spawns the simulated etcd. It keeps its data in memory only: an etcd outage is a pause or
+/// a partition, never a kill.
+pub fn spawn_etcd(handle: &Handle) -> NodeHandle {
+    handle
+        .create_node()
+        .name("etcd")
+        .ip(IpAddr::V4(ETCD_IP))
+        .init(|| async {
+            let address = SocketAddr::from((ETCD_IP, ETCD_PORT));
+            if let Err(e) = etcd_client::SimServer::builder().serve(address).await {
+                tracing::error!(%e, "simulated etcd stopped");
+            }
+        })
+        .build()
+}
+
+/// The etcd options every replica of a scenario uses.
+pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32) -> EtcdOptions {
+    EtcdOptions {
+        endpoints: vec![format!("{ETCD_IP}:{ETCD_PORT}")],
+        prefix: "standby".into(),
+        lease_ttl_s,
+        // Short enough that a leader notices a lost etcd well inside its lease.
+        call_timeout: Duration::from_millis(500),
+        early_expiry: Duration::from_secs(1),
+        max_clock_drift_ppm,
+    }
+}
+
+/// Spawns replica `replica`; `options` makes the controller's options for each term.
+pub fn spawn_replica(
+    handle: &Handle,
+    replica: u16,
+    etcd: EtcdOptions,
+    options: Arc<dyn Fn() -> ControllerOptions + Send + Sync>,
+    clock: Clock,
+    trace: &Trace,
+    shared: Arc<Shared>,
+) -> NodeHandle {
+    let observer = Arc::new(ReplicaTrace {
+        replica,
+        trace: trace.clone(),
+        shared,
+        term: Mutex::new(0),
+    });
+    handle
+        .create_node()
+        .name(replica_name(replica))
+        .ip(IpAddr::V4(replica_ip(replica)))
+        .init(move || {
+            let (etcd, options, clock) = (etcd.clone(), options.clone(), clock.clone());
+            let observer: Arc<dyn ControllerObserver> = observer.clone();
+            async move {
+                let make = move || options();
+                run_replica(replica_name(replica), etcd, make, clock, observer).await
+            }
+        })
+        .build()
+}
+
+/// Traces one replica's controller.
+struct ReplicaTrace {
+    replica: u16,
+    trace: Trace,
+    shared: Arc<Shared>,
+    /// The term it leads in (its controller's incarnation), once started.
+    term: Mutex<u64>,
+}
+
+impl ReplicaTrace {
+    /// Records a switch of the acting term: the checker requires the terms of these events to
+    /// rise (a replica of an older term acting after a newer one is two acting leaders).
+    fn acts(&self) {
+        let term = *self.term.lock().expect("term");
+        let mut acting = self.shared.acting.lock().expect("acting");
+        if *acting != Some(term) {
+            *acting = Some(term);
+            self.trace.record(Event::Acting {
+                replica: self.replica,
+                term,
+            });
+        }
+    }
+}
+
+impl ControllerObserver for ReplicaTrace {
+    fn on_started(&self, _now: Time, controller: &Controller) {
+        let term = controller.durable().incarnation;
+        *self.term.lock().expect("term") = term;
+        *self.shared.leader.lock().expect("leader") = Some(self.replica);
+        self.trace.record(Event::Leading {
+            replica: self.replica,
+            term,
+        });
+    }
+
+    fn on_stopped(&self, _now: Time, why: &Stopped) {
+        let mut leader = self.shared.leader.lock().expect("leader");
+        if *leader == Some(self.replica) {
+            *leader = None;
+        }
+        self.trace.record(Event::LeadLost {
+            replica: self.replica,
+            why: why.to_string(),
+        });
+    }
+
+    fn on_persisted(&self, _now: Time, state: &Durable) {
+        *self.shared.durable.lock().expect("durable") = Some(state.clone());
+        let mut last = self.shared.last_epoch.lock().expect("epoch");
+        if state.epoch != *last {
+            *last = state.epoch;
+            self.trace.record(Event::EpochPersisted {
+                epoch: state.epoch,
+                primary: state.primary,
+            });
+        }
+    }
+
+    fn on_report(
+        &self,
+        _now: Time,
+        node: standby::types::NodeId,
+        report: &standby::protocol::NodeReport,
+    ) {
+        if self.trace.records_messages() {
+            self.trace.record(Event::Report {
+                node,
+                round: report.round,
+                epoch: report.epoch,
+                role: format!("{:?}", report.role),
+                last_lsn: report.last_lsn,
+            });
+        }
+    }
+
+    fn on_action(&self, _now: Time, action: &Action) {
+        let event = match action {
+            Action::Note(note) => Event::Controller(note.clone()),
+            Action::Alarm(alarm) => {
+                self.acts();
+                Event::Alarm(alarm.clone())
+            }
+            Action::Publish { epoch, configs } => {
+                self.acts();
+                Event::PublishSent {
+                    epoch: *epoch,
+                    users: configs.len(),
+                }
+            }
+            // Traced when durable (`on_persisted`): a save a deposed leader tried is not one.
+            Action::Persist(_) => return,
+            Action::Heartbeat { node, heartbeat } => {
+                self.acts();
+                if !self.trace.records_messages() {
+                    return;
+                }
+                Event::Heartbeat {
+                    node: *node,
+                    round: heartbeat.round,
+                    lease: heartbeat.grant.is_some(),
+                    command: heartbeat.command.as_ref().map(|c| format!("{c:?}")),
+                }
+            }
+        };
+        self.trace.record(event);
+    }
+}
