@@ -670,6 +670,7 @@ impl Checker<'_> {
         let truth = self.truth_failed();
         let none = Vec::new();
         let mut m = Measures::default();
+        let mut promoted = BTreeSet::new();
         for (t, event) in self.events() {
             match event {
                 Event::Controller(Note::FailoverStarted { cluster }) => {
@@ -692,7 +693,9 @@ impl Checker<'_> {
                     epoch,
                     resumed: false,
                     cluster,
-                }) if *epoch > Epoch(1) => {
+                }) if *epoch > Epoch(1) && promoted.insert(*epoch) => {
+                    // Once per epoch: a leader deposed before its promotion was durable, and
+                    // its successor, may both note the same epoch's promotion.
                     m.failovers += 1;
                     let since = Self::failed_at(truth.get(&cluster.other()).unwrap_or(&none), t)
                         .unwrap_or(t);

@@ -65,7 +65,9 @@ pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32) -> EtcdOptions {
         prefix: "standby".into(),
         lease_ttl_s,
         // Short enough that a leader notices a lost etcd well inside its lease.
-        call_timeout: Duration::from_millis(500),
+        // Each simulated etcd call opens a connection of its own: two round trips, of up to
+        // 150 ms one way each under the swarm's latency faults.
+        call_timeout: Duration::from_secs(2),
         early_expiry: Duration::from_secs(1),
         max_clock_drift_ppm,
     }
@@ -127,6 +129,20 @@ impl ReplicaTrace {
     }
 }
 
+impl ReplicaTrace {
+    /// Traces `state`'s epoch as persisted, unless it already was.
+    fn traced_durable(&self, state: &Durable) {
+        let mut last = self.shared.last_epoch.lock().expect("epoch");
+        if state.epoch != *last {
+            *last = state.epoch;
+            self.trace.record(Event::EpochPersisted {
+                epoch: state.epoch,
+                primary: state.primary,
+            });
+        }
+    }
+}
+
 impl ControllerObserver for ReplicaTrace {
     fn on_started(&self, _now: Time, controller: &Controller) {
         let term = controller.durable().incarnation;
@@ -136,6 +152,9 @@ impl ControllerObserver for ReplicaTrace {
             replica: self.replica,
             term,
         });
+        // The epoch found in etcd is durable, though a predecessor may have died before it
+        // heard so (and never traced it).
+        self.traced_durable(controller.durable());
     }
 
     fn on_stopped(&self, _now: Time, why: &Stopped) {
@@ -151,14 +170,7 @@ impl ControllerObserver for ReplicaTrace {
 
     fn on_persisted(&self, _now: Time, state: &Durable) {
         *self.shared.durable.lock().expect("durable") = Some(state.clone());
-        let mut last = self.shared.last_epoch.lock().expect("epoch");
-        if state.epoch != *last {
-            *last = state.epoch;
-            self.trace.record(Event::EpochPersisted {
-                epoch: state.epoch,
-                primary: state.primary,
-            });
-        }
+        self.traced_durable(state);
     }
 
     fn on_report(

@@ -105,10 +105,9 @@ impl Bound {
             center,
             status,
         } = self;
-        let durable = store.load();
         tracing::info!(
             state_file = %store.path().display(),
-            epoch = ?durable.as_ref().map(|d| d.epoch),
+            epoch = ?store.loaded().map(|d| d.epoch),
             config_center = %center_address,
             status = %status_address,
             "controller starting"

@@ -122,6 +122,13 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// The state read at open, if the file held one.
+    pub fn loaded(&self) -> Option<&Durable> {
+        self.loaded.as_ref()
+    }
+}
+
 impl Store for FileStore {
     fn load(&self) -> StoreFuture<'_, Option<Durable>> {
         Box::pin(std::future::ready(Ok(self.loaded.clone())))

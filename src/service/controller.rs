@@ -91,6 +91,11 @@ pub enum Stopped {
     /// The state could not be read or written.
     #[error("cannot persist the controller state: {0}")]
     Io(String),
+    /// The loop did not run for this long (the process was paused, or starved): every
+    /// heartbeat it sent looks unanswered, through no fault of the nodes. It restarts from
+    /// the durable state instead, as a restarted controller does, with grace for the nodes.
+    #[error("the controller's loop stalled for {0} ms; restarting from the durable state")]
+    Stalled(u64),
 }
 
 /// Receives every action the controller takes (the simulator traces them; the real binary
@@ -245,7 +250,16 @@ pub async fn run_controller(
     };
     let mut barrier = Barrier::new();
     let mut saving: Option<SaveFuture> = None;
+    // The loop wakes at least every heartbeat interval; a gap longer than that and a timeout
+    // is a stall of the process, not a silence of the nodes.
+    let stall = params_interval_and_timeout(&controller);
+    let mut awake_at = clock.now();
     loop {
+        let gap = clock.now().saturating_since(awake_at);
+        if gap > stall {
+            return stopped(Stopped::Stalled(gap.as_millis() as u64));
+        }
+        awake_at = clock.now();
         while let Some(action) = controller.poll_action() {
             if expired() {
                 return stopped(crate::control_plane::LeadError::Expired.into());
@@ -306,6 +320,11 @@ pub async fn run_controller(
             },
         }
     }
+}
+
+fn params_interval_and_timeout(controller: &Controller) -> Duration {
+    let params = controller.params();
+    params.heartbeat_interval() + params.heartbeat_timeout()
 }
 
 /// A save in flight, with the state it saves.

@@ -5,30 +5,41 @@
 //! already durable allows: a new leader (or a restarted controller) must never find that its
 //! predecessor acted on a state it cannot see.
 //!
-//! - Publications, alarms and the note that an epoch began wait until every state persisted
-//!   before them is durable (a leader that loses etcd mid-promotion never began that epoch).
+//! - A publication waits until the states persisted before it are durable: users must never
+//!   route by an epoch that a new leader might not find (it could reuse the epoch for the
+//!   other cluster). A publication still held when the controller stops is dropped; the next
+//!   leader publishes its durable epoch at once.
 //! - Heartbeats go at once (they carry the failure detector), but a command is dropped from
 //!   them (the controller resends it until the node's report shows it done), and so is a lease
 //!   grant that the durable state would not give: a different epoch or primary, or a failover
 //!   under way. A lease not renewed for a round is a lease the controller overestimates, which
 //!   is safe.
+//! - Alarms and notes go at once. An alarm is delivered at least once: a leader that stops
+//!   before its state is durable leaves the next one to raise or close it again, and a
+//!   duplicate costs less than a lost loss report.
 
-use crate::controller::{Action, Durable, Note};
+use crate::controller::{Action, Durable};
 use crate::protocol::Heartbeat;
 use crate::types::NodeId;
 use std::collections::VecDeque;
 
-/// The saves under way, and the actions waiting for them.
+/// The saves under way, and the publications waiting for them.
 #[derive(Debug, Default)]
 pub struct Barrier {
     /// The newest state known durable.
     saved: Option<Durable>,
     /// The newest state persisted but not yet handed to a save (older ones are covered by it).
     queued: Option<Durable>,
+    /// Persists taken so far.
+    persisted: u64,
+    /// How many of them the save in flight covers.
+    in_flight: u64,
+    /// How many of them are durable.
+    durable: u64,
     /// Whether a save is in flight.
     saving: bool,
-    /// Actions waiting for the saves.
-    held: VecDeque<Action>,
+    /// Publications waiting, each with the number of persists that must be durable first.
+    held: VecDeque<(u64, Action)>,
 }
 
 impl Barrier {
@@ -40,6 +51,7 @@ impl Barrier {
     /// Takes a [`Action::Persist`]'s state, to be saved next.
     pub fn persist(&mut self, state: Durable) {
         self.queued = Some(state);
+        self.persisted += 1;
     }
 
     /// The state to save now, if no save is in flight and one is queued.
@@ -49,6 +61,7 @@ impl Barrier {
         }
         let state = self.queued.take()?;
         self.saving = true;
+        self.in_flight = self.persisted;
         Some(state)
     }
 
@@ -56,17 +69,13 @@ impl Barrier {
     pub fn saved(&mut self, state: Durable) {
         self.saving = false;
         self.saved = Some(state);
+        self.durable = self.in_flight;
     }
 
-    fn pending(&self) -> bool {
-        self.saving || self.queued.is_some()
-    }
-
-    /// What of `action` may be carried out now; a publication, an alarm or a promotion's note
-    /// is held instead
-    /// while a save is pending (see [`Barrier::release`]).
+    /// What of `action` may be carried out now; a publication is held instead while a state
+    /// persisted before it is not yet durable (see [`Barrier::release`]).
     pub fn pass(&mut self, action: Action) -> Option<Action> {
-        if !self.pending() {
+        if self.durable == self.persisted {
             return Some(action);
         }
         match action {
@@ -74,20 +83,25 @@ impl Barrier {
                 node,
                 heartbeat: self.cover(node, heartbeat),
             }),
-            Action::Publish { .. } | Action::Alarm(_) | Action::Note(Note::Promoted { .. }) => {
-                self.held.push_back(action);
+            Action::Publish { .. } => {
+                self.held.push_back((self.persisted, action));
                 None
             }
-            Action::Persist(_) | Action::Note(_) => Some(action),
+            Action::Persist(_) | Action::Alarm(_) | Action::Note(_) => Some(action),
         }
     }
 
-    /// The held actions, in order, once no save is pending.
+    /// The held publications whose states are now durable, in order.
     pub fn release(&mut self) -> Vec<Action> {
-        match self.pending() {
-            true => Vec::new(),
-            false => self.held.drain(..).collect(),
+        let mut free = Vec::new();
+        while self
+            .held
+            .front()
+            .is_some_and(|(needs, _)| *needs <= self.durable)
+        {
+            free.extend(self.held.pop_front().map(|(_, action)| action));
         }
+        free
     }
 
     /// `heartbeat` without what the durable state does not back.
