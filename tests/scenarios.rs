@@ -97,6 +97,7 @@ scenario_tests! {
     a_leader_killed_mid_failover_is_replaced_and_the_failover_finishes => "leader-killed-mid-failover",
     a_leader_paused_past_its_etcd_lease_acts_no_more => "leader-paused-past-etcd-lease-mid-failover",
     a_leader_cut_from_etcd_stops_and_a_replica_that_reaches_it_fails_over => "leader-cut-from-etcd-while-primary-fails",
+    a_leader_cut_from_etcd_stops_at_its_deadline => "leader-cut-from-etcd-healthy-primary",
     a_3s_etcd_outage_leaves_the_healthy_primary_writable => "etcd-out-3s-healthy-primary",
     a_30s_etcd_outage_fails_nothing_over_and_recovers => "etcd-out-30s-healthy-primary",
     the_last_replica_standing_fails_over => "controller-replica-all-but-one-down-then-primary-fails",

@@ -437,7 +437,7 @@ pub const MUTANTS: [MutantSpec; 19] = [
     spec(
         Mutation::DeposedKeepsActing,
         "single-leader",
-        "leader-paused-past-etcd-lease-mid-failover",
+        "leader-cut-from-etcd-healthy-primary",
     ),
 ];
 

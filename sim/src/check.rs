@@ -170,6 +170,17 @@ impl Checker<'_> {
         }
     }
 
+    /// The epochs that became durable. A leader that loses etcd while saving a promotion has
+    /// noted an epoch that never began: its successor restores the one before.
+    fn durable_epochs(&self) -> BTreeSet<Epoch> {
+        (self.events())
+            .filter_map(|(_, e)| match e {
+                Event::EpochPersisted { epoch, .. } => Some(*epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// At most one controller replica acts at any instant: the terms that actions (heartbeats,
     /// publications, alarms) are sent in only rise. An action in a term older than one already
     /// seen is a deposed leader acting after its successor began.
@@ -500,10 +511,13 @@ impl Checker<'_> {
     fn users_converge(&mut self) {
         let bound = Duration::from_millis(self.scenario.expect.users_converge_ms);
         let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let durable = self.durable_epochs();
         let Some((published_at, epoch)) = self
             .events()
             .filter_map(|(t, e)| match e {
-                Event::Controller(Note::Promoted { epoch, .. }) => Some((t, *epoch)),
+                Event::Controller(Note::Promoted { epoch, .. }) if durable.contains(epoch) => {
+                    Some((t, *epoch))
+                }
                 _ => None,
             })
             .last()
@@ -671,6 +685,7 @@ impl Checker<'_> {
         let none = Vec::new();
         let mut m = Measures::default();
         let mut promoted = BTreeSet::new();
+        let durable = self.durable_epochs();
         for (t, event) in self.events() {
             match event {
                 Event::Controller(Note::FailoverStarted { cluster }) => {
@@ -693,7 +708,7 @@ impl Checker<'_> {
                     epoch,
                     resumed: false,
                     cluster,
-                }) if *epoch > Epoch(1) && promoted.insert(*epoch) => {
+                }) if *epoch > Epoch(1) && durable.contains(epoch) && promoted.insert(*epoch) => {
                     // Once per epoch: a leader deposed before its promotion was durable, and
                     // its successor, may both note the same epoch's promotion.
                     m.failovers += 1;

@@ -250,8 +250,8 @@ pub async fn run_controller(
     };
     let mut barrier = Barrier::new();
     let mut saving: Option<SaveFuture> = None;
-    // The loop wakes at least every heartbeat interval; a gap longer than that and a timeout
-    // is a stall of the process, not a silence of the nodes.
+    // The loop wakes at least every heartbeat interval; a gap much longer than that is a
+    // stall of the process, not a silence of the nodes.
     let stall = params_interval_and_timeout(&controller);
     let mut awake_at = clock.now();
     loop {
@@ -290,6 +290,11 @@ pub async fn run_controller(
                 if let Err(why) = done {
                     return stopped(why);
                 }
+                // A save answered after the deadline (the process was paused with it in
+                // flight) may have been overtaken by a successor's: trust nothing past it.
+                if expired() {
+                    return stopped(crate::control_plane::LeadError::Expired.into());
+                }
                 observer.on_persisted(clock.now(), &state);
                 barrier.saved(state);
                 for action in barrier.release() {
@@ -300,12 +305,8 @@ pub async fn run_controller(
                     effects.carry_out(action);
                 }
             }
-            _ = tokio::time::sleep(wait) => {
-                if expired() {
-                    return stopped(crate::control_plane::LeadError::Expired.into());
-                }
-                controller.tick(clock.now())
-            }
+            // Inputs before the tick: after a stall, the reports that came meanwhile are
+            // taken before the timeouts are judged.
             input = received.recv() => match input {
                 Some(Input::Report(node, report)) => {
                     observer.on_report(clock.now(), node, &report);
@@ -318,13 +319,22 @@ pub async fn run_controller(
                 Some(Input::Published(reply)) => controller.handle_publish_reply(clock.now(), reply),
                 None => unreachable!("the loop holds a sender"),
             },
+            _ = tokio::time::sleep(wait) => {
+                if expired() {
+                    return stopped(crate::control_plane::LeadError::Expired.into());
+                }
+                controller.tick(clock.now())
+            }
         }
     }
 }
 
+/// The longest the loop may go without running before it counts as stalled: an interval (it
+/// wakes at least that often) and half a timeout (beyond that, a heartbeat it sent before the
+/// stall may look unanswered through no fault of the node).
 fn params_interval_and_timeout(controller: &Controller) -> Duration {
     let params = controller.params();
-    params.heartbeat_interval() + params.heartbeat_timeout()
+    params.heartbeat_interval() + params.heartbeat_timeout() / 2
 }
 
 /// A save in flight, with the state it saves.

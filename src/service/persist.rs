@@ -104,12 +104,21 @@ impl Barrier {
         free
     }
 
-    /// `heartbeat` without what the durable state does not back.
+    /// `heartbeat` without what the durable state does not back. A lease needs the node's
+    /// cluster primary in the lease's epoch, no failover under way, and the node's shard's
+    /// stop point in that epoch durable: no shard may take a write in an epoch before a
+    /// successor could learn where that epoch's log began (swarm seed 13417: a leader lost
+    /// etcd while saving a stop point, the new primary wrote on its lease, and the successor,
+    /// not knowing the stop point, let the old primary keep a divergent suffix).
     fn cover(&self, node: NodeId, mut heartbeat: Heartbeat) -> Heartbeat {
         heartbeat.command = None;
         let backed = |epoch| {
-            (self.saved.as_ref())
-                .is_some_and(|s| s.epoch == epoch && s.primary == node.cluster && !s.failing_over)
+            (self.saved.as_ref()).is_some_and(|s| {
+                s.epoch == epoch
+                    && s.primary == node.cluster
+                    && !s.failing_over
+                    && s.stop_points.contains_key(&node.shard())
+            })
         };
         heartbeat.grant = heartbeat.grant.filter(|grant| backed(grant.epoch));
         heartbeat
