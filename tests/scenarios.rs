@@ -36,8 +36,8 @@ fn run(name: &str, mutation: Mutation) -> (u64, Vec<String>) {
     let failures = (summary.failures.iter())
         .map(|f| {
             format!(
-                "{name} seed {}: [{}] {}\n  replay: {}",
-                f.seed, f.invariant, f.message, f.replay
+                "{name} seed {}: {}\n  replay: {}",
+                f.seed, f.message, f.replay
             )
         })
         .collect();
