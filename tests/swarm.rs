@@ -111,7 +111,7 @@ fn every_option_varies_over_200_seeds() {
         [1, 3].into_iter().collect(),
         "one replica or three"
     );
-    assert_eq!(distinct(&|s| s.control_plane.etcd_lease_ttl_s), all(2, 3));
+    assert_eq!(distinct(&|s| s.control_plane.etcd_lease_ttl_s), all(3, 3));
     let plane_kinds: BTreeSet<&str> = (scenarios.iter().flat_map(|s| &s.faults))
         .filter(|f| of_control_plane(f))
         .map(|f| kind_name(&f.kind))
