@@ -476,7 +476,8 @@ async fn failover_over_real_tcp() {
         assert!(Instant::now() < deadline, "acknowledgements: {acks:?}");
         tokio::time::sleep(RETRY).await;
     }
-    let durable = store.load().expect("the controller persisted its state");
+    let durable =
+        (store.0.lock().expect("store").clone()).expect("the controller persisted its state");
     assert_eq!((durable.epoch, durable.primary), (Epoch(2), Cluster::B));
 
     // 6. Clean up: every process dies while its service still runs, every task ends.

@@ -255,8 +255,10 @@ pub async fn run_controller(
     let stall = params_interval_and_timeout(&controller);
     let mut awake_at = clock.now();
     loop {
+        // Only a replica restarts on a stall (its successor or itself takes over); a single
+        // controller on a state file keeps going, as before the control plane.
         let gap = clock.now().saturating_since(awake_at);
-        if gap > stall {
+        if gap > stall && store.act_until().is_some() {
             return stopped(Stopped::Stalled(gap.as_millis() as u64));
         }
         awake_at = clock.now();
