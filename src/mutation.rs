@@ -59,11 +59,17 @@ pub enum Mutation {
     /// A controller replica acts past its deadline: a leader paused or cut from etcd beyond
     /// its lease goes on heartbeating, granting and publishing after its successor began.
     DeposedKeepsActing,
+    /// A replica that takes the lead does not wait out the leases its predecessor may have
+    /// granted: it trusts only the leases it granted itself.
+    TakeoverSkipsLeaseWait,
+    /// A replica that takes the lead acts on the state it held when it last led, instead of
+    /// restoring the durable state from etcd first.
+    ActsBeforeRestore,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 19] = [
+    pub const ALL: [Mutation; 21] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -83,6 +89,8 @@ impl Mutation {
         Mutation::PromoteOnGrace,
         Mutation::RestartTrustsPrimary,
         Mutation::DeposedKeepsActing,
+        Mutation::TakeoverSkipsLeaseWait,
+        Mutation::ActsBeforeRestore,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -108,6 +116,8 @@ impl Mutation {
             Mutation::PromoteOnGrace => "promote-on-grace",
             Mutation::RestartTrustsPrimary => "restart-trusts-primary",
             Mutation::DeposedKeepsActing => "deposed-keeps-acting",
+            Mutation::TakeoverSkipsLeaseWait => "takeover-skips-lease-wait",
+            Mutation::ActsBeforeRestore => "acts-before-restore",
         }
     }
 

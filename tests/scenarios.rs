@@ -101,6 +101,8 @@ scenario_tests! {
     a_3s_etcd_outage_leaves_the_healthy_primary_writable => "etcd-out-3s-healthy-primary",
     a_30s_etcd_outage_fails_nothing_over_and_recovers => "etcd-out-30s-healthy-primary",
     the_last_replica_standing_fails_over => "controller-replica-all-but-one-down-then-primary-fails",
+    a_new_leader_after_a_stall_waits_out_its_predecessors_leases => "leader-stalls-while-primary-cut-off",
+    an_old_leader_leading_again_restores_its_successors_state => "leader-paused-then-successor-killed",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 19] = [
+pub const MUTANTS: [MutantSpec; 21] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -438,6 +438,16 @@ pub const MUTANTS: [MutantSpec; 19] = [
         Mutation::DeposedKeepsActing,
         "single-leader",
         "leader-cut-from-etcd-healthy-primary",
+    ),
+    spec(
+        Mutation::TakeoverSkipsLeaseWait,
+        "single-writer",
+        "leader-stalls-while-primary-cut-off",
+    ),
+    spec(
+        Mutation::ActsBeforeRestore,
+        "epochs-monotonic",
+        "leader-paused-then-successor-killed",
     ),
 ];
 

@@ -4,7 +4,7 @@
 use super::lead::campaign;
 use super::store::EtcdStore;
 use super::{call, EtcdOptions, LeadError};
-use crate::service::controller::{run_controller, ControllerObserver, ControllerOptions};
+use crate::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
 use crate::time::Clock;
 use etcd_client::Client;
 use std::sync::Arc;
@@ -23,38 +23,116 @@ pub async fn run_replica(
     clock: Clock,
     observer: Arc<dyn ControllerObserver>,
 ) {
+    let memory = Memory::default();
     loop {
-        let why = lead_once(&name, &etcd, options(), &clock, observer.clone()).await;
+        let term = Term {
+            name: &name,
+            etcd: &etcd,
+            clock: &clock,
+            memory: &memory,
+        };
+        let why = term.lead(options(), observer.clone()).await;
         tracing::info!(replica = %name, %why, "not leading");
         tokio::time::sleep(RETRY).await;
     }
 }
 
-/// One term: connect, win the election, run the controller from etcd's state until it stops.
-async fn lead_once(
-    name: &str,
-    etcd: &EtcdOptions,
-    options: ControllerOptions,
-    clock: &Clock,
-    observer: Arc<dyn ControllerObserver>,
-) -> crate::service::controller::Stopped {
-    let connect = Client::connect(etcd.endpoints.clone(), None);
-    let client = match call(etcd, "connect", connect).await {
-        Ok(client) => client,
-        Err(why) => return why.into(),
-    };
-    let lead = match campaign(&client, etcd, name, clock).await {
-        Ok(lead) => lead,
-        Err(why) => return why.into(),
-    };
-    let store = Arc::new(EtcdStore::new(client, etcd.clone(), lead));
-    let why = run_controller(options, clock.clone(), store.clone(), observer).await;
-    // Deposed or past its deadline, it acts no more; revoking its lease only spares the next
-    // leader the wait for the TTL.
-    if why != LeadError::Deposed.into() {
-        if let Ok(store) = Arc::try_unwrap(store) {
-            store.resign().await;
+/// What one term of a replica needs.
+struct Term<'a> {
+    name: &'a str,
+    etcd: &'a EtcdOptions,
+    clock: &'a Clock,
+    #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
+    memory: &'a Memory,
+}
+
+impl Term<'_> {
+    /// Connects, wins the election, and runs the controller from etcd's state until it stops.
+    async fn lead(
+        &self,
+        options: ControllerOptions,
+        observer: Arc<dyn ControllerObserver>,
+    ) -> crate::service::controller::Stopped {
+        let connect = Client::connect(self.etcd.endpoints.clone(), None);
+        let client = match call(self.etcd, "connect", connect).await {
+            Ok(client) => client,
+            Err(why) => return why.into(),
+        };
+        let lead = match campaign(&client, self.etcd, self.name, self.clock).await {
+            Ok(lead) => lead,
+            Err(why) => return why.into(),
+        };
+        let store = Arc::new(EtcdStore::new(client, self.etcd.clone(), lead));
+        let acting = self.store_for(&options, store.clone());
+        let why = run_controller(options, self.clock.clone(), acting, observer).await;
+        // Deposed or past its deadline, it acts no more; revoking its lease only spares the
+        // next leader the wait for the TTL.
+        if why != LeadError::Deposed.into() {
+            if let Ok(store) = Arc::try_unwrap(store) {
+                store.resign().await;
+            }
+        }
+        why
+    }
+
+    #[cfg(not(feature = "mutants"))]
+    fn store_for(&self, _options: &ControllerOptions, store: Arc<EtcdStore>) -> Arc<dyn Store> {
+        store
+    }
+
+    /// The `acts-before-restore` mutant's store remembers what this replica last saved, and
+    /// starts its next term from that instead of etcd's state.
+    #[cfg(feature = "mutants")]
+    fn store_for(&self, options: &ControllerOptions, store: Arc<EtcdStore>) -> Arc<dyn Store> {
+        match options.mutation() {
+            crate::controller::Mutation::ActsBeforeRestore => Arc::new(mutant::Remembering {
+                inner: store,
+                memory: self.memory.clone(),
+            }),
+            _ => store,
         }
     }
-    why
+}
+
+/// The state a replica last saved, kept across its terms (only a mutant reads it).
+#[cfg(feature = "mutants")]
+type Memory = Arc<std::sync::Mutex<Option<crate::controller::Durable>>>;
+#[cfg(not(feature = "mutants"))]
+type Memory = ();
+
+#[cfg(feature = "mutants")]
+mod mutant {
+    use super::{EtcdStore, Memory};
+    use crate::controller::Durable;
+    use crate::service::controller::{Store, StoreFuture};
+    use crate::time::Time;
+    use std::sync::Arc;
+
+    /// A store that loads from the replica's memory once it has one.
+    pub(super) struct Remembering {
+        pub(super) inner: Arc<EtcdStore>,
+        pub(super) memory: Memory,
+    }
+
+    impl Store for Remembering {
+        fn load(&self) -> StoreFuture<'_, Option<Durable>> {
+            let remembered = self.memory.lock().expect("memory").clone();
+            match remembered {
+                Some(state) => Box::pin(async move { Ok(Some(state)) }),
+                None => self.inner.load(),
+            }
+        }
+
+        fn save<'a>(&'a self, state: &'a Durable) -> StoreFuture<'a, ()> {
+            Box::pin(async move {
+                self.inner.save(state).await?;
+                *self.memory.lock().expect("memory") = Some(state.clone());
+                Ok(())
+            })
+        }
+
+        fn act_until(&self) -> Option<Time> {
+            self.inner.act_until()
+        }
+    }
 }

@@ -169,6 +169,12 @@ impl ControllerOptions {
         self
     }
 
+    /// The deliberate bug these options carry (simulator builds only).
+    #[cfg(feature = "mutants")]
+    pub fn mutation(&self) -> crate::controller::Mutation {
+        self.mutation
+    }
+
     /// Breaks the controller on purpose (simulator builds only).
     #[cfg(feature = "mutants")]
     pub fn with_mutation(mut self, mutation: crate::controller::Mutation) -> ControllerOptions {
