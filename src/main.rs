@@ -57,9 +57,10 @@ enum Command {
     /// the route's Redis server (fenced by epoch and lease).
     #[cfg(not(madsim))]
     Client {
-        /// The config center's address (the controller's `config_center.listen`).
-        #[arg(long)]
-        config_center: String,
+        /// The config center's address (the controller's `config_center.listen`); repeat it
+        /// once per controller replica: the client follows them all.
+        #[arg(long, required = true)]
+        config_center: Vec<String>,
         /// The user id.
         #[arg(long)]
         user: u32,
@@ -166,7 +167,8 @@ mod real {
             let code = match e {
                 standby::real::run::RunError::Store(_)
                 | standby::real::run::RunError::Node { .. }
-                | standby::real::run::RunError::Secret(_) => EXIT_USAGE,
+                | standby::real::run::RunError::Secret(_)
+                | standby::real::run::RunError::Login(_) => EXIT_USAGE,
                 _ => EXIT_FAILURE,
             };
             fail(code, &e);
@@ -255,7 +257,7 @@ mod client {
     const FIRST_ROUTE: Duration = Duration::from_secs(5);
 
     pub fn run(
-        center: String,
+        centers: Vec<String>,
         user: u32,
         writer_user: String,
         password_file: &Path,
@@ -267,7 +269,9 @@ mod client {
         let password = Secret::File(password_file.to_path_buf())
             .read()
             .unwrap_or_else(|e| fail(EXIT_USAGE, &format!("--writer-password-file: {e}")));
-        let options = ClientOptions::new(center.clone(), UserId(user), writer_user, password);
+        let center = centers.join(", ");
+        let options = ClientOptions::new(String::new(), UserId(user), writer_user, password)
+            .with_config_centers(centers);
         runtime().block_on(async move {
             let client = Client::start(options);
             let Some(route) = client.wait_for_route(FIRST_ROUTE).await else {

@@ -13,34 +13,10 @@
 mod common;
 
 use common::*;
-use standby::client::{Ack, WriteError};
 use standby::real::status::query;
 use standby::types::{Cluster, Epoch, NodeId};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
-async fn acked(log: &Mutex<Vec<Outcome>>, epoch: u64, node: NodeId, count: usize) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let (n, last) = {
-            let log = log.lock().unwrap();
-            let n = (log.iter())
-                .filter(|o| matches!(&o.result, Ok(a) if a.epoch == Epoch(epoch) && a.node == node))
-                .count();
-            (n, log.iter().rev().take(3).cloned().collect::<Vec<_>>())
-        };
-        if n >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} of {count} epoch-{epoch} acks on {node}; last: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
@@ -133,54 +109,7 @@ async fn a_client_follows_a_failover_and_keeps_every_acked_write() {
 
     // Every ack is on b/0 or in a/0's quarantine (none when nothing diverged).
     let file = config.redis.quarantine_dir.join("a-0.epoch-2.jsonl");
-    let quarantined: Vec<serde_json::Value> = match std::fs::read_to_string(&file) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => panic!("{}: {e}", file.display()),
-    };
-    let mut b = connect(&servers.address(b0), Some(WRITER)).await.unwrap();
-    let (mut on_b, mut in_quarantine) = (0, 0usize);
-    for outcome in &outcomes {
-        let Ok(ack) = &outcome.result else { continue };
-        let value: Option<String> = redis::cmd("GET")
-            .arg(&outcome.key)
-            .query_async(&mut b)
-            .await
-            .unwrap();
-        if value.as_deref() == Some(outcome.value.as_str()) {
-            on_b += 1;
-            continue;
-        }
-        let kept = quarantined.iter().any(|e| {
-            e["lsn"] == ack.lsn.0
-                && e["key"] == outcome.key.as_str()
-                && e["value"] == outcome.value.as_str()
-        });
-        assert!(
-            ack.node == a0 && kept,
-            "acked write lost: {outcome:?} (b/0 has {value:?}; quarantine {})",
-            file.display()
-        );
-        in_quarantine += 1;
-    }
-    let count = |f: &dyn Fn(&Result<Ack, WriteError>) -> bool| {
-        outcomes.iter().filter(|o| f(&o.result)).count()
-    };
-    let unknown = count(&|r| matches!(r, Err(WriteError::Unknown(_))));
-    let failed = count(&|r| matches!(r, Err(e) if !matches!(e, WriteError::Unknown(_))));
-    let errors: Vec<String> = (outcomes.iter())
-        .filter_map(|o| o.result.as_ref().err().map(|e| e.to_string()))
-        .take(5)
-        .collect();
-    eprintln!(
-        "writes {}, acked on b/0 {on_b}, acked and quarantined {in_quarantine}, unknown {unknown}, \
-         not written {failed}; first errors: {errors:?}",
-        outcomes.len()
-    );
-
+    let in_quarantine = every_ack_kept(&outcomes, &servers.address(b0), &file).await;
     assert!(
         in_quarantine >= 10,
         "the acks after the cut are in the quarantine"

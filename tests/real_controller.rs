@@ -308,14 +308,14 @@ fn durable(epoch: u64) -> Durable {
     }
 }
 
-#[test]
-fn the_state_file_round_trips_and_is_replaced_atomically() {
+#[tokio::test]
+async fn the_state_file_round_trips_and_is_replaced_atomically() {
     let dir = temp_dir("round-trip");
     let path = dir.join("state.json");
     let store = FileStore::open(&path).expect("no file is a first start");
-    assert_eq!(store.load(), None);
-    store.save(&durable(2));
-    store.save(&durable(3));
+    assert_eq!(store.load().await.expect("loads"), None);
+    store.save(&durable(2)).await.expect("saved");
+    store.save(&durable(3)).await.expect("saved");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
@@ -328,7 +328,7 @@ fn the_state_file_round_trips_and_is_replaced_atomically() {
     );
     drop(store);
     let reopened = FileStore::open(&path).expect("a valid file");
-    assert_eq!(reopened.load(), Some(durable(3)));
+    assert_eq!(reopened.load().await.expect("loads"), Some(durable(3)));
 }
 
 #[test]
@@ -356,36 +356,44 @@ fn a_corrupt_state_file_is_refused_not_replaced() {
     );
 }
 
-#[test]
-fn a_lower_epoch_is_never_saved() {
+#[tokio::test]
+async fn a_lower_epoch_is_never_saved() {
     let dir = temp_dir("lower-epoch");
     let path = dir.join("state.json");
     // What the state file holds, read past the store (which holds its lock).
     let on_disk = || -> Durable { serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap() };
-    FileStore::open(&path).unwrap().save(&durable(5));
+    let first = FileStore::open(&path).unwrap();
+    first.save(&durable(5)).await.expect("saved");
+    drop(first);
     let store = FileStore::open(&path).unwrap();
-    store.save(&durable(4));
+    store
+        .save(&durable(4))
+        .await
+        .expect("a lower epoch is kept out, not an error");
     assert_eq!(on_disk(), durable(5), "the disk copy is kept");
-    store.save(&durable(6));
+    store.save(&durable(6)).await.expect("saved");
     assert_eq!(on_disk(), durable(6));
-    store.save(&durable(5));
+    store
+        .save(&durable(5))
+        .await
+        .expect("a lower epoch is kept out, not an error");
     assert_eq!(on_disk(), durable(6));
 }
 
 /// Two controllers on one state file would each raise epochs of their own: the second one
 /// is refused while the first holds the file, and may start once it is gone.
-#[test]
-fn a_second_controller_on_the_same_state_file_is_refused() {
+#[tokio::test]
+async fn a_second_controller_on_the_same_state_file_is_refused() {
     let dir = temp_dir("locked");
     let path = dir.join("state.json");
     let first = FileStore::open(&path).unwrap();
-    first.save(&durable(2));
+    first.save(&durable(2)).await.expect("saved");
     let error = FileStore::open(&path).expect_err("the lock is held");
     assert!(matches!(error, StoreError::Locked { .. }), "{error}");
     assert!(error.to_string().contains("another controller"), "{error}");
     drop(first);
     let second = FileStore::open(&path).expect("the lock was released");
-    assert_eq!(second.load(), Some(durable(2)));
+    assert_eq!(second.load().await.expect("loads"), Some(durable(2)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,9 +554,10 @@ async fn a_controller_with_no_node_answering_reports_a_double_failure() {
     // A restart resumes from the state file: same epoch, same open alarms.
     drop(stop);
     task.await.expect("stopped cleanly");
-    let saved = FileStore::open(&config.state_file)
+    let saved = FileStore::open(config.state_file.as_ref().expect("a state file"))
         .expect("valid")
-        .load()
+        .loaded()
+        .cloned()
         .expect("saved");
     assert_eq!((saved.epoch, saved.open_alarms.len()), (Epoch(1), 2));
     let (address, stop, task) = start(&config).await;

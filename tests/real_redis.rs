@@ -374,7 +374,7 @@ async fn check_quarantine(config: &Config, servers: &Servers, log: &[Attempt]) {
 #[tokio::test]
 async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
     use standby::protocol::Heartbeat;
-    use standby::real::redis_node::{RedisNode, RedisNodeOptions};
+    use standby::real::redis_node::{NodeDisk, RedisNode, RedisNodeOptions};
     use standby::service::controller::{NoReport, NodeLink};
 
     let (dir, mut servers, config) = start_servers("refused").await;
@@ -384,7 +384,7 @@ async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
             address: servers.address(node),
             user: AGENT.0.to_string(),
             password: AGENT.1.to_string(),
-            state_file: dir.join(format!("{node}.state.json")),
+            disk: NodeDisk::File(dir.join(format!("{node}.state.json"))),
             quarantine_dir: config.redis.quarantine_dir.clone(),
         })
         .unwrap()

@@ -242,7 +242,7 @@ impl Standby {
 
     /// `(epoch, role)` from the controller's state file of `node`.
     pub fn node_role(&self, node: NodeId) -> Option<(u64, Role)> {
-        let file = node_state_file(&self.config.state_file, node);
+        let file = node_state_file(self.config.state_file.as_ref().expect("a state file"), node);
         let state: NodeState = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
         Some((state.epoch.0, state.role))
     }

@@ -70,6 +70,7 @@ pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32) -> EtcdOptions {
         call_timeout: Duration::from_secs(2),
         early_expiry: Duration::from_secs(1),
         max_clock_drift_ppm,
+        credentials: None,
     }
 }
 
@@ -97,7 +98,7 @@ pub fn spawn_replica(
             let (etcd, options, clock) = (etcd.clone(), options.clone(), clock.clone());
             let observer: Arc<dyn ControllerObserver> = observer.clone();
             async move {
-                let make = move || options();
+                let make = move |_: &_| options();
                 run_replica(replica_name(replica), etcd, make, clock, observer).await
             }
         })

@@ -142,28 +142,32 @@ pub async fn campaign(
 ) -> Result<Lead, LeadError> {
     let session = Session::open(client, options, clock).await?;
     clear_stale_candidates(client, options, replica, session.lease).await?;
-    loop {
+    // One campaign request for the whole session, never cancelled while the session lives:
+    // a real etcd resigns a campaign whose request is cancelled (it deletes the candidate
+    // key), and a second campaign on the same lease would share that key, so the late
+    // resign of the first could delete the key the second then leads with.
+    let mut election = client.election_client();
+    let request = election.campaign(options.election(), replica, session.lease);
+    let mut request = std::pin::pin!(request);
+    let answer = loop {
         let left = session.until().saturating_since(clock.now());
         if left.is_zero() {
             return Err(LeadError::Expired);
         }
-        // Campaigning again with the same lease and value is a no-op that waits again: wait
-        // at most until the deadline, which the keeper may have moved on meanwhile.
-        let mut election = client.election_client();
-        let request = election.campaign(options.election(), replica, session.lease);
-        let Ok(answer) = tokio::time::timeout(left, request).await else {
-            continue;
-        };
-        let answer = answer.map_err(|e| LeadError::Unreachable(format!("campaign: {e}")))?;
-        let key = (answer.leader())
-            .map(|leader| leader.key().to_vec())
-            .ok_or_else(|| LeadError::Unreachable("campaign: no leader key".into()))?;
-        return Ok(Lead {
-            key,
-            value: replica.as_bytes().to_vec(),
-            session,
-        });
-    }
+        // Wake at the deadline, which the keeper may have moved on meanwhile.
+        if let Ok(answer) = tokio::time::timeout(left, &mut request).await {
+            break answer;
+        }
+    };
+    let answer = answer.map_err(|e| LeadError::Unreachable(format!("campaign: {e}")))?;
+    let key = (answer.leader())
+        .map(|leader| leader.key().to_vec())
+        .ok_or_else(|| LeadError::Unreachable("campaign: no leader key".into()))?;
+    Ok(Lead {
+        key,
+        value: replica.as_bytes().to_vec(),
+        session,
+    })
 }
 
 async fn clear_stale_candidates(

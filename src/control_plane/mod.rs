@@ -16,7 +16,7 @@ pub mod store;
 use std::time::Duration;
 
 /// How replicas reach etcd, and the keys they share there.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EtcdOptions {
     /// etcd's client endpoints, `host:port` (the simulated client uses the first).
     pub endpoints: Vec<String>,
@@ -36,6 +36,22 @@ pub struct EtcdOptions {
     /// The bound on the rate at which this replica's clock and etcd's may drift apart, in
     /// parts per million (the controller's `max_clock_drift_ppm`).
     pub max_clock_drift_ppm: u32,
+    /// The etcd user and password to log in as, if etcd has authentication on (the simulated
+    /// etcd has none).
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdOptions {
+    /// Never prints the password (options end up in logs).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("lease_ttl_s", &self.lease_ttl_s)
+            .field("call_timeout", &self.call_timeout)
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish_non_exhaustive()
+    }
 }
 
 impl EtcdOptions {
@@ -49,6 +65,25 @@ impl EtcdOptions {
     pub fn state_key(&self) -> String {
         format!("{}/state", self.prefix)
     }
+
+    /// The key of what one node keeps across restarts when the controller drives it directly
+    /// (a Redis server, in real mode): every replica must find it when it takes the lead.
+    pub fn node_key(&self, node: crate::types::NodeId) -> String {
+        format!("{}/nodes/{}-{}", self.prefix, node.cluster, node.index)
+    }
+
+    /// The prefix under which each running replica says what it does (real mode).
+    pub fn replicas_prefix(&self) -> String {
+        format!("{}/replicas/", self.prefix)
+    }
+}
+
+/// Connects to etcd (logging in when the options carry credentials), within the call timeout.
+pub async fn connect(options: &EtcdOptions) -> Result<etcd_client::Client, LeadError> {
+    let login = (options.credentials.as_ref())
+        .map(|(user, password)| etcd_client::ConnectOptions::new().with_user(user, password));
+    let connect = etcd_client::Client::connect(options.endpoints.clone(), login);
+    call(options, "connect", connect).await
 }
 
 /// Why a replica stopped leading, or could not start.

@@ -2,11 +2,10 @@
 //! state from etcd and drives the controller, until it loses the lead; then campaigns again.
 
 use super::lead::campaign;
-use super::store::EtcdStore;
-use super::{call, EtcdOptions, LeadError};
+use super::store::{EtcdStore, Guarded};
+use super::{connect, EtcdOptions, LeadError};
 use crate::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
 use crate::time::Clock;
-use etcd_client::Client;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +14,11 @@ use std::time::Duration;
 const RETRY: Duration = Duration::from_millis(500);
 
 /// Runs replica `name` until the task is dropped. `options` makes the controller's options
-/// for each term it leads.
+/// for each term it leads, given that term's guarded writes.
 pub async fn run_replica(
     name: String,
     etcd: EtcdOptions,
-    options: impl Fn() -> ControllerOptions,
+    options: impl Fn(&Guarded) -> ControllerOptions,
     clock: Clock,
     observer: Arc<dyn ControllerObserver>,
 ) {
@@ -31,7 +30,7 @@ pub async fn run_replica(
             clock: &clock,
             memory: &memory,
         };
-        let why = term.lead(options(), observer.clone()).await;
+        let why = term.lead(&options, observer.clone()).await;
         tracing::info!(replica = %name, %why, "not leading");
         tokio::time::sleep(RETRY).await;
     }
@@ -50,11 +49,10 @@ impl Term<'_> {
     /// Connects, wins the election, and runs the controller from etcd's state until it stops.
     async fn lead(
         &self,
-        options: ControllerOptions,
+        options: &impl Fn(&Guarded) -> ControllerOptions,
         observer: Arc<dyn ControllerObserver>,
     ) -> crate::service::controller::Stopped {
-        let connect = Client::connect(self.etcd.endpoints.clone(), None);
-        let client = match call(self.etcd, "connect", connect).await {
+        let client = match connect(self.etcd).await {
             Ok(client) => client,
             Err(why) => return why.into(),
         };
@@ -63,6 +61,7 @@ impl Term<'_> {
             Err(why) => return why.into(),
         };
         let store = Arc::new(EtcdStore::new(client, self.etcd.clone(), lead));
+        let options = options(&store.guarded());
         let acting = self.store_for(&options, store.clone());
         let why = run_controller(options, self.clock.clone(), acting, observer).await;
         // Deposed or past its deadline, it acts no more; revoking its lease only spares the
@@ -95,10 +94,7 @@ impl Term<'_> {
 }
 
 /// The state a replica last saved, kept across its terms (only a mutant reads it).
-#[cfg(feature = "mutants")]
 type Memory = Arc<std::sync::Mutex<Option<crate::controller::Durable>>>;
-#[cfg(not(feature = "mutants"))]
-type Memory = ();
 
 #[cfg(feature = "mutants")]
 mod mutant {

@@ -5,41 +5,88 @@ use super::{call, EtcdOptions, LeadError};
 use crate::controller::Durable;
 use crate::service::controller::{Stopped, Store, StoreFuture};
 use crate::time::Time;
-use etcd_client::{Client, Txn, TxnOp};
+use etcd_client::{Client, Compare, Txn, TxnOp};
+
+/// Reads and writes of one term's leader: every write is a transaction guarded by its
+/// leadership. Cloned into whatever keeps state beside the controller's (in real mode, what
+/// each Redis node would keep on its own disk).
+#[derive(Clone)]
+pub struct Guarded {
+    client: Client,
+    options: EtcdOptions,
+    guard: Compare,
+}
+
+impl Guarded {
+    /// The options it was made with (its keys).
+    pub fn options(&self) -> &EtcdOptions {
+        &self.options
+    }
+
+    /// The value at `key`, if any.
+    pub async fn get(&self, key: String) -> Result<Option<Vec<u8>>, LeadError> {
+        let mut kv = self.client.kv_client();
+        let found = call(&self.options, "read", kv.get(key, None)).await?;
+        Ok(found.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    /// Puts `value` at `key` only if this replica still leads: a deposed leader's write
+    /// changes nothing, and tells it so ([`LeadError::Deposed`]).
+    pub async fn put(&self, key: String, value: Vec<u8>) -> Result<(), LeadError> {
+        let txn = Txn::new()
+            .when([self.guard.clone()])
+            .and_then([TxnOp::put(key, value, None)]);
+        let mut kv = self.client.kv_client();
+        let done = call(&self.options, "guarded put", kv.txn(txn)).await?;
+        match done.succeeded() {
+            true => Ok(()),
+            false => Err(LeadError::Deposed),
+        }
+    }
+}
 
 /// A [`Store`] at one etcd key, written only while `lead` holds.
 pub struct EtcdStore {
-    client: Client,
-    options: EtcdOptions,
+    guarded: Guarded,
     lead: Lead,
 }
 
 impl EtcdStore {
     /// The store of the replica that holds `lead`.
     pub fn new(client: Client, options: EtcdOptions, lead: Lead) -> EtcdStore {
+        let guard = lead.guard();
         EtcdStore {
-            client,
-            options,
+            guarded: Guarded {
+                client,
+                options,
+                guard,
+            },
             lead,
         }
     }
 
+    /// Guarded reads and writes of this term, for other keys.
+    pub fn guarded(&self) -> Guarded {
+        self.guarded.clone()
+    }
+
     /// Gives the lead up (see [`Lead::resign`]).
     pub async fn resign(self) {
-        self.lead.resign(&self.client, &self.options).await;
+        let Guarded {
+            client, options, ..
+        } = self.guarded;
+        self.lead.resign(&client, &options).await;
     }
 }
 
 impl Store for EtcdStore {
     fn load(&self) -> StoreFuture<'_, Option<Durable>> {
         Box::pin(async move {
-            let key = self.options.state_key();
-            let mut kv = self.client.kv_client();
-            let found = call(&self.options, "read the state", kv.get(key.clone(), None)).await?;
-            let Some(kv) = found.kvs().first() else {
+            let key = self.guarded.options.state_key();
+            let Some(value) = self.guarded.get(key.clone()).await? else {
                 return Ok(None);
             };
-            let state = serde_json::from_slice(kv.value()).map_err(|e| LeadError::Malformed {
+            let state = serde_json::from_slice(&value).map_err(|e| LeadError::Malformed {
                 key,
                 reason: e.to_string(),
             })?;
@@ -52,17 +99,8 @@ impl Store for EtcdStore {
     fn save<'a>(&'a self, state: &'a Durable) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             let value = serde_json::to_vec(state).map_err(|e| Stopped::Io(e.to_string()))?;
-            let txn = Txn::new().when([self.lead.guard()]).and_then([TxnOp::put(
-                self.options.state_key(),
-                value,
-                None,
-            )]);
-            let mut kv = self.client.kv_client();
-            let done = call(&self.options, "persist", kv.txn(txn)).await?;
-            match done.succeeded() {
-                true => Ok(()),
-                false => Err(LeadError::Deposed.into()),
-            }
+            let key = self.guarded.options.state_key();
+            Ok(self.guarded.put(key, value).await?)
         })
     }
 

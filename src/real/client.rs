@@ -28,8 +28,10 @@ use tokio::task::JoinHandle;
 /// How a [`Client`] reaches the config center and logs in to the Redis servers.
 #[derive(Clone)]
 pub struct ClientOptions {
-    /// The config center's address (`host:port`).
-    pub config_center: String,
+    /// The config center's address (`host:port`): one, or one per controller replica. The
+    /// client follows every one of them and takes the newest epoch any of them pushes, so
+    /// that the loss of one replica's config service costs no route.
+    pub config_centers: Vec<String>,
     /// The user whose route this client follows.
     pub user: UserId,
     /// The ACL user allowed to call the library's writes (`writer_user` of the controller).
@@ -48,6 +50,12 @@ pub struct ClientOptions {
 }
 
 impl ClientOptions {
+    /// Follows every config center in `centers` (see [`ClientOptions::config_centers`]).
+    pub fn with_config_centers(mut self, centers: Vec<String>) -> ClientOptions {
+        self.config_centers = centers;
+        self
+    }
+
     /// Options with the default timeouts (connect 500 ms, reply 1 s, route wait 2 s).
     pub fn new(
         config_center: impl Into<String>,
@@ -56,7 +64,7 @@ impl ClientOptions {
         writer_password: impl Into<String>,
     ) -> ClientOptions {
         ClientOptions {
-            config_center: config_center.into(),
+            config_centers: vec![config_center.into()],
             user,
             writer_user: writer_user.into(),
             writer_password: writer_password.into(),
@@ -71,7 +79,7 @@ impl std::fmt::Debug for ClientOptions {
     /// Never prints the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientOptions")
-            .field("config_center", &self.config_center)
+            .field("config_centers", &self.config_centers)
             .field("user", &self.user)
             .field("writer_user", &self.writer_user)
             .field("connect_timeout", &self.connect_timeout)
@@ -170,12 +178,18 @@ impl Client {
     /// [`Client::wait_for_route`] for the first route).
     pub fn start(options: ClientOptions) -> Client {
         let (routes_in, routes) = watch::channel(None);
-        let subscription = tokio::spawn(follow(
-            options.config_center.clone(),
+        let (centers, user, timeout) = (
+            options.config_centers.clone(),
             options.user,
             options.connect_timeout,
-            routes_in,
-        ));
+        );
+        let subscription = tokio::spawn(async move {
+            let mut followers = crate::service::Tasks::default();
+            for center in centers {
+                followers.spawn(follow(center, user, timeout, routes_in.clone()));
+            }
+            routes_in.closed().await;
+        });
         Client {
             options,
             routes,

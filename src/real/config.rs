@@ -46,8 +46,11 @@ pub enum ConfigError {
 pub struct Config {
     /// The file it came from (for messages).
     pub file: PathBuf,
-    /// Where the durable state lives.
-    pub state_file: PathBuf,
+    /// Where the durable state lives, for a controller running alone; `None` with `[etcd]`,
+    /// where it lives in etcd.
+    pub state_file: Option<PathBuf>,
+    /// The control plane on etcd: this process is one controller replica of several.
+    pub etcd: Option<EtcdConfig>,
     /// Where `standby status` asks.
     pub status_listen: SocketAddr,
     /// Run once per alarm event, with the event as one JSON object on stdin: the program and
@@ -61,6 +64,63 @@ pub struct Config {
     pub topology: Topology,
     /// How the controller logs in to the Redis servers, and where quarantines go.
     pub redis: RedisConfig,
+}
+
+/// The `[etcd]` table: how this replica reaches etcd, and its name among the replicas.
+#[derive(Clone, Debug)]
+pub struct EtcdConfig {
+    /// This replica's name: unique among the replicas (its value in the election).
+    pub name: String,
+    /// etcd's client endpoints, `host:port`.
+    pub endpoints: Vec<String>,
+    /// Every key of this control plane starts with it.
+    pub prefix: String,
+    /// The TTL of the replica's etcd lease, in seconds.
+    pub lease_ttl_s: u64,
+    /// The longest one etcd call may take.
+    pub call_timeout: std::time::Duration,
+    /// The etcd user, if etcd has authentication on.
+    pub user: Option<String>,
+    /// Its password: `password_file`, or the `STANDBY_ETCD_PASSWORD` environment variable.
+    pub password: Option<Secret>,
+    /// Where a login that etcd refuses is reported: the config file's line of `etcd.user`
+    /// (or of the `[etcd]` table).
+    pub login_line: usize,
+}
+
+impl EtcdConfig {
+    /// The error for a login etcd refused, at `etcd.user`'s line of `file`.
+    pub fn refused_login(&self, file: &Path, reason: String) -> ConfigError {
+        ConfigError::Invalid {
+            file: file.display().to_string(),
+            line: self.login_line,
+            field: "etcd.user".into(),
+            reason,
+        }
+    }
+}
+
+/// The environment variable an etcd password may come from (never the command line).
+pub const ETCD_PASSWORD_ENV: &str = "STANDBY_ETCD_PASSWORD";
+
+impl EtcdConfig {
+    /// The options the control plane runs with (reads the password).
+    pub fn options(&self, params: &Params) -> std::io::Result<crate::control_plane::EtcdOptions> {
+        let credentials = match (&self.user, &self.password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.read()?)),
+            _ => None,
+        };
+        Ok(crate::control_plane::EtcdOptions {
+            endpoints: self.endpoints.clone(),
+            prefix: self.prefix.clone(),
+            lease_ttl_s: self.lease_ttl_s,
+            call_timeout: self.call_timeout,
+            // A real etcd keeps a lease at least its TTL after the last renewal it received.
+            early_expiry: std::time::Duration::ZERO,
+            max_clock_drift_ppm: params.max_clock_drift_ppm,
+            credentials,
+        })
+    }
 }
 
 /// The Redis side: the ACL users (see `standby redis-setup`) and the quarantine directory.
@@ -86,6 +146,8 @@ pub enum Secret {
     Inline(String),
     /// The file holding it (made absolute by [`Config::load`]).
     File(PathBuf),
+    /// The environment variable holding it.
+    Env(&'static str),
 }
 
 impl std::fmt::Debug for Secret {
@@ -94,6 +156,7 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Inline(_) => write!(f, "Secret(inline)"),
             Secret::File(path) => write!(f, "Secret(file {})", path.display()),
+            Secret::Env(name) => write!(f, "Secret(env {name})"),
         }
     }
 }
@@ -109,6 +172,9 @@ impl Secret {
                 })?;
                 Ok(text.strip_suffix('\n').unwrap_or(&text).to_string())
             }
+            Secret::Env(name) => std::env::var(name).map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("{name}: {e}"))
+            }),
         }
     }
 }
@@ -123,6 +189,34 @@ struct RawConfig {
     clusters: RawClusters,
     redis: RawRedis,
     users: RawUsers,
+    etcd: Option<RawEtcd>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEtcd {
+    name: String,
+    endpoints: Vec<String>,
+    #[serde(default = "default_prefix")]
+    prefix: String,
+    #[serde(default = "default_lease_ttl_s")]
+    lease_ttl_s: u64,
+    #[serde(default = "default_call_timeout_ms")]
+    call_timeout_ms: u64,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
+}
+
+fn default_prefix() -> String {
+    "standby".into()
+}
+
+fn default_lease_ttl_s() -> u64 {
+    5
+}
+
+fn default_call_timeout_ms() -> u64 {
+    1000
 }
 
 #[derive(Deserialize)]
@@ -140,7 +234,7 @@ struct RawRedis {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawController {
-    state_file: PathBuf,
+    state_file: Option<PathBuf>,
     status_listen: SocketAddr,
     alarm_command: Option<Vec<String>>,
 }
@@ -189,7 +283,12 @@ impl Config {
                 *path = dir.join(&*path);
             }
         };
-        absolute(&mut config.state_file);
+        if let Some(state_file) = &mut config.state_file {
+            absolute(state_file);
+        }
+        if let Some(Secret::File(path)) = config.etcd.as_mut().and_then(|e| e.password.as_mut()) {
+            absolute(path);
+        }
         absolute(&mut config.redis.quarantine_dir);
         for secret in [
             &mut config.redis.agent_password,
@@ -217,9 +316,25 @@ impl Config {
         }
         let topology = topology(&raw.clusters, &raw.users, &spans)?;
         let redis = redis(raw.redis, &spans)?;
+        let etcd = match raw.etcd {
+            Some(etcd) => Some(etcd_config(etcd, &spans)?),
+            None => None,
+        };
+        match (&raw.controller.state_file, &etcd) {
+            (Some(_), Some(_)) => {
+                let reason = "not used with [etcd]: the state lives in etcd".to_string();
+                return Err(err(&["controller", "state_file"], reason));
+            }
+            (None, None) => {
+                let reason = "missing: give a state file, or an [etcd] table".to_string();
+                return Err(err(&["controller", "state_file"], reason));
+            }
+            _ => {}
+        }
         Ok(Config {
             file: file.to_path_buf(),
             state_file: raw.controller.state_file,
+            etcd,
             status_listen: raw.controller.status_listen,
             alarm_command: raw.controller.alarm_command,
             params: raw.params,
@@ -247,6 +362,73 @@ pub fn connectable(address: SocketAddr) -> SocketAddr {
         }
         _ => address,
     }
+}
+
+/// Checks the `[etcd]` table.
+fn etcd_config(raw: RawEtcd, spans: &Spans) -> Result<EtcdConfig, ConfigError> {
+    let err = |field: &str, reason: String| spans.error(&["etcd", field], reason);
+    if raw.name.is_empty() || raw.name.contains(['/', ' ']) {
+        return Err(err(
+            "name",
+            format!("{:?}: give a name without '/' or spaces", raw.name),
+        ));
+    }
+    if raw.endpoints.is_empty() {
+        return Err(err("endpoints", "no endpoint".into()));
+    }
+    for (i, endpoint) in raw.endpoints.iter().enumerate() {
+        if let Err(reason) = check_address(endpoint) {
+            let index = i.to_string();
+            let reason = format!("{endpoint:?}: {reason}");
+            return Err(spans.error(&["etcd", "endpoints", &index], reason));
+        }
+    }
+    if raw.prefix.is_empty() || raw.prefix.ends_with('/') {
+        let reason = format!("{:?}: give a prefix that does not end with '/'", raw.prefix);
+        return Err(err("prefix", reason));
+    }
+    if !(2..=60).contains(&raw.lease_ttl_s) {
+        return Err(err(
+            "lease_ttl_s",
+            format!("{}: must be 2 to 60", raw.lease_ttl_s),
+        ));
+    }
+    // Six renewals a TTL, each within the call timeout: a leader must learn of a lost etcd
+    // well inside its lease.
+    let most = raw.lease_ttl_s * 1000 / 3;
+    if raw.call_timeout_ms == 0 || raw.call_timeout_ms > most {
+        let reason = format!(
+            "{}: must be 1 to {most} (a third of lease_ttl_s)",
+            raw.call_timeout_ms
+        );
+        return Err(err("call_timeout_ms", reason));
+    }
+    let password = match (&raw.user, raw.password_file) {
+        (Some(_), Some(file)) => Some(Secret::File(file)),
+        (Some(_), None) if std::env::var_os(ETCD_PASSWORD_ENV).is_some() => {
+            Some(Secret::Env(ETCD_PASSWORD_ENV))
+        }
+        (Some(_), None) => {
+            let reason = format!("give etcd.password_file, or set {ETCD_PASSWORD_ENV}");
+            return Err(err("user", reason));
+        }
+        (None, Some(_)) => return Err(err("password_file", "needs etcd.user".into())),
+        (None, None) => None,
+    };
+    let login_line = match spans.error(&["etcd", "user"], String::new()) {
+        ConfigError::Invalid { line, .. } => line,
+        ConfigError::Read { .. } => 0,
+    };
+    Ok(EtcdConfig {
+        login_line,
+        name: raw.name,
+        endpoints: raw.endpoints,
+        prefix: raw.prefix,
+        lease_ttl_s: raw.lease_ttl_s,
+        call_timeout: std::time::Duration::from_millis(raw.call_timeout_ms),
+        user: raw.user,
+        password,
+    })
 }
 
 /// Checks the `[redis]` table: each password given exactly one way.

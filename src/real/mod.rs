@@ -12,6 +12,7 @@ pub mod config;
 pub mod observer;
 pub mod redis_node;
 pub mod redis_setup;
+pub mod replica;
 pub mod run;
 pub mod status;
 pub mod store;

@@ -63,6 +63,12 @@ impl ControllerObserver for RealObserver {
         }
     }
 
+    /// The controller stopped (a replica that lost the lead): nothing it saw holds now.
+    fn on_stopped(&self, _now: Time, why: &crate::service::controller::Stopped) {
+        tracing::warn!(%why, "the controller stopped");
+        *self.snapshot.lock().expect("status lock") = None;
+    }
+
     fn on_state(&self, _now: Time, controller: &Controller) {
         let status = Status::of(controller, &self.raised.lock().expect("observer lock"));
         *self.snapshot.lock().expect("status lock") = Some(status);

@@ -13,6 +13,8 @@
 //! (epoch, role, the stop point, the last quarantine, whom it follows) is kept here in a small
 //! state file per node, and installed again whenever the server has forgotten it.
 
+use crate::control_plane::store::Guarded;
+use crate::control_plane::LeadError;
 use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, QuarantineSummary, Role};
 use crate::real::store::write_file_atomically;
 use crate::service::controller::{NoReport, NodeLink};
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -82,6 +85,9 @@ pub enum LinkError {
     /// No report within the heartbeat's timeout.
     #[error("no report within {0:?}")]
     Timeout(Duration),
+    /// The node's state in etcd could not be read or written (or this replica was deposed).
+    #[error("node state in etcd: {0}")]
+    Etcd(#[from] LeadError),
 }
 
 impl LinkError {
@@ -106,6 +112,7 @@ impl LinkError {
             LinkError::File { file, .. } => format!("file {file}"),
             LinkError::Answer(_) => "answer".into(),
             LinkError::Timeout(_) => "timeout".into(),
+            LinkError::Etcd(_) => "etcd".into(),
         }
     }
 }
@@ -121,10 +128,98 @@ pub struct RedisNodeOptions {
     pub user: String,
     /// Its password.
     pub password: String,
-    /// The node's state file.
-    pub state_file: PathBuf,
+    /// Where the node's state lives.
+    pub disk: NodeDisk,
     /// The directory of quarantine files.
     pub quarantine_dir: PathBuf,
+}
+
+/// Where what a node keeps across restarts lives: a file beside a single controller's state
+/// file, or etcd, where whichever controller replica takes the lead finds it.
+#[derive(Clone)]
+pub enum NodeDisk {
+    /// A JSON file.
+    File(PathBuf),
+    /// A key in etcd, written only while this replica leads.
+    Etcd {
+        /// The term this replica leads in.
+        term: Arc<CurrentTerm>,
+        /// The node's key.
+        key: String,
+    },
+}
+
+/// The term a controller replica leads in now, for the nodes' state in etcd. It is set at
+/// the start of each term, and a link reads its node's state again when the term changed:
+/// another replica may have led, and changed it, in between.
+#[derive(Default)]
+pub struct CurrentTerm(std::sync::Mutex<(u64, Option<Guarded>)>);
+
+impl CurrentTerm {
+    /// A new term begins, its writes guarded by `guarded`.
+    pub fn begin(&self, guarded: Guarded) {
+        let mut term = self.0.lock().expect("term lock");
+        *term = (term.0 + 1, Some(guarded));
+    }
+
+    fn now(&self) -> (u64, Option<Guarded>) {
+        self.0.lock().expect("term lock").clone()
+    }
+}
+
+impl std::fmt::Debug for NodeDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeDisk::File(file) => write!(f, "file {}", file.display()),
+            NodeDisk::Etcd { key, .. } => write!(f, "etcd key {key}"),
+        }
+    }
+}
+
+impl NodeDisk {
+    /// The term the disk's contents belong to (always 0 for a file, which one process owns).
+    fn term(&self) -> u64 {
+        match self {
+            NodeDisk::File(_) => 0,
+            NodeDisk::Etcd { term, .. } => term.now().0,
+        }
+    }
+
+    fn guarded(term: &CurrentTerm) -> Result<Guarded, LinkError> {
+        let not_leading = || LeadError::Unreachable("this replica does not lead".into());
+        term.now().1.ok_or_else(|| not_leading().into())
+    }
+
+    /// The node's state, or a fresh one when none was ever saved (a corrupt one is an
+    /// error: its epoch must not be forgotten).
+    async fn load(&self) -> Result<NodeState, LinkError> {
+        match self {
+            NodeDisk::File(file) => read_state(file).map_err(|e| self.error(e)),
+            NodeDisk::Etcd { term, key } => match Self::guarded(term)?.get(key.clone()).await? {
+                Some(bytes) => {
+                    serde_json::from_slice(&bytes).map_err(|e| self.error(std::io::Error::other(e)))
+                }
+                None => Ok(NodeState::default()),
+            },
+        }
+    }
+
+    /// Saves `state` before the node reports it.
+    async fn save(&self, state: &NodeState) -> Result<(), LinkError> {
+        let mut json = serde_json::to_vec_pretty(state).expect("a node state serialises");
+        json.push(b'\n');
+        match self {
+            NodeDisk::File(file) => write_file_atomically(file, &json).map_err(|e| self.error(e)),
+            NodeDisk::Etcd { term, key } => Ok(Self::guarded(term)?.put(key.clone(), json).await?),
+        }
+    }
+
+    fn error(&self, source: std::io::Error) -> LinkError {
+        LinkError::File {
+            file: format!("{self:?}"),
+            source,
+        }
+    }
 }
 
 /// The server's state as `standby_status` reads it.
@@ -148,7 +243,11 @@ struct LogEntry {
 
 struct Inner {
     connection: Option<MultiplexedConnection>,
-    state: NodeState,
+    /// Read from the disk before the first heartbeat (at once, for a file), and again when
+    /// a new term begins.
+    state: Option<NodeState>,
+    /// The term `state` was read in.
+    read_in: u64,
     /// Round -> the server's clock when that round's report was read: the lease anchors.
     anchors: BTreeMap<u64, u64>,
 }
@@ -164,15 +263,18 @@ pub struct RedisNode {
 }
 
 impl RedisNode {
-    /// A link to the server in `options`, with the node's state file read (a missing file is
-    /// a fresh node; a corrupt one is an error: its epoch must not be forgotten).
+    /// A link to the server in `options`. A state file is read at once (a missing file is a
+    /// fresh node; a corrupt one is an error: its epoch must not be forgotten); a state in
+    /// etcd, before the first heartbeat.
     pub fn open(options: RedisNodeOptions) -> Result<RedisNode, LinkError> {
         let file_error = |file: &Path, source| LinkError::File {
             file: file.display().to_string(),
             source,
         };
-        let state =
-            read_state(&options.state_file).map_err(|e| file_error(&options.state_file, e))?;
+        let state = match &options.disk {
+            NodeDisk::File(file) => Some(read_state(file).map_err(|e| file_error(file, e))?),
+            NodeDisk::Etcd { .. } => None,
+        };
         std::fs::create_dir_all(&options.quarantine_dir)
             .map_err(|e| file_error(&options.quarantine_dir, e))?;
         let (host, port) = split_address(&options.address)?;
@@ -190,6 +292,7 @@ impl RedisNode {
             inner: Mutex::new(Inner {
                 connection: None,
                 state,
+                read_in: 0,
                 anchors: BTreeMap::new(),
             }),
             trouble: std::sync::Mutex::new(None),
@@ -217,9 +320,9 @@ impl RedisNode {
         *last = kind;
     }
 
-    /// The node's current state (as on its state file).
+    /// The node's current state (as on its disk), once read.
     pub async fn state(&self) -> NodeState {
-        self.inner.lock().await.state.clone()
+        self.inner.lock().await.state.clone().unwrap_or_default()
     }
 
     /// One heartbeat, within `timeout` (waiting for an earlier one included). A failed call
@@ -266,17 +369,22 @@ impl RedisNode {
                 con
             }
         };
+        let term = self.options.disk.term();
+        if inner.state.is_none() || inner.read_in != term {
+            inner.state = Some(self.options.disk.load().await?);
+            inner.read_in = term;
+        }
+        let state = inner.state.as_mut().expect("just read");
         let status = status(&mut con).await?;
-        if status.epoch < inner.state.epoch.0 {
+        if status.epoch < state.epoch.0 {
             // The server forgot (restart, full sync, library reload): install the node's
             // epoch and role again, with no lease until the next grant. Its anchors are of
             // the forgotten lease too.
-            self.reinstall(&mut con, &inner.state).await?;
+            self.reinstall(&mut con, state).await?;
             inner.anchors.clear();
         }
         if let Some(command) = &heartbeat.command {
-            self.apply_command(&mut con, &mut inner.state, command)
-                .await?;
+            self.apply_command(&mut con, state, command).await?;
         }
         if let Some(grant) = heartbeat.grant {
             grant_lease(&mut con, inner, grant).await?;
@@ -289,7 +397,8 @@ impl RedisNode {
         while inner.anchors.len() > ANCHORS {
             inner.anchors.pop_first();
         }
-        Ok(report(&inner.state, heartbeat.round, status.lsn))
+        let state = inner.state.as_ref().expect("read above");
+        Ok(report(state, heartbeat.round, status.lsn))
     }
 
     /// Connects as the agent and makes sure the server runs this build's library.
@@ -354,11 +463,11 @@ impl RedisNode {
                 // Replication stops first; the library refuses writes as NOT_PRIMARY.
                 replicaof(con, None).await?;
                 grant(con, e.0, "backup", 0).await?;
-                self.save(state, *e, Role::Stopped, None)
+                self.save(state, *e, Role::Stopped, None).await
             }
             Command::Fence { epoch: e, .. } if newer || (same && role != Role::Fenced) => {
                 fence(con, e.0).await?;
-                self.save(state, *e, Role::Fenced, None)
+                self.save(state, *e, Role::Fenced, None).await
             }
             _ => Ok(()),
         }
@@ -374,7 +483,7 @@ impl RedisNode {
     ) -> Result<(), LinkError> {
         replicaof(con, None).await?;
         state.epoch_start_lsn = Lsn(status(con).await?.lsn);
-        self.save(state, epoch, Role::Primary, None)?;
+        self.save(state, epoch, Role::Primary, None).await?;
         grant(con, epoch.0, "primary", 0).await
     }
 
@@ -393,6 +502,7 @@ impl RedisNode {
         replicaof(con, Some(primary)).await?;
         QuarantineSummary::record(&mut state.quarantines, summary);
         self.save(state, epoch, Role::Backup, Some(primary.to_string()))
+            .await
     }
 
     /// As [`crate::node::Node`]'s quarantine: every entry after the stop point from the first
@@ -439,7 +549,7 @@ impl RedisNode {
     }
 
     /// Records the node's new epoch and role on its state file before reporting them.
-    fn save(
+    async fn save(
         &self,
         state: &mut NodeState,
         epoch: Epoch,
@@ -448,13 +558,7 @@ impl RedisNode {
     ) -> Result<(), LinkError> {
         let mut next = state.clone();
         (next.epoch, next.role, next.following) = (epoch, role, following);
-        let mut json = serde_json::to_vec_pretty(&next).expect("a node state serialises");
-        json.push(b'\n');
-        let file = &self.options.state_file;
-        write_file_atomically(file, &json).map_err(|source| LinkError::File {
-            file: file.display().to_string(),
-            source,
-        })?;
+        self.options.disk.save(&next).await?;
         tracing::info!(node = %self.options.node, epoch = %epoch, ?role, "node role");
         *state = next;
         Ok(())
@@ -498,7 +602,9 @@ async fn grant_lease(
     inner: &Inner,
     lease: LeaseGrant,
 ) -> Result<(), LinkError> {
-    let state = &inner.state;
+    let Some(state) = &inner.state else {
+        return Ok(());
+    };
     let primary = state.role == Role::Primary && lease.epoch == state.epoch;
     match (inner.anchors.get(&lease.anchor_round), primary) {
         (Some(&sent), true) => grant(con, lease.epoch.0, "primary", sent + lease.duration_ms).await,

@@ -2,10 +2,14 @@
 //! process, on real tokio.
 
 use crate::config_center::ConfigCenter;
+use crate::control_plane::replica::run_replica;
+use crate::control_plane::store::Guarded;
+use crate::control_plane::EtcdOptions;
 use crate::real::config::{connectable, Config};
 use crate::real::observer::RealObserver;
-use crate::real::redis_node::{LinkError, RedisNode, RedisNodeOptions};
-use crate::real::status::{self, Snapshot};
+use crate::real::redis_node::{CurrentTerm, LinkError, NodeDisk, RedisNode, RedisNodeOptions};
+use crate::real::replica::Reporter;
+use crate::real::status::{self, PlaneSnapshot, Snapshot};
 use crate::real::store::{FileStore, StoreError};
 use crate::service::config_center::{CenterService, LogCenterObserver};
 use crate::service::controller::{run_controller, ControllerOptions, NodeLink, Store};
@@ -16,6 +20,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
 
@@ -46,32 +51,63 @@ pub enum RunError {
     /// A password file cannot be read.
     #[error("redis password: {0}")]
     Secret(std::io::Error),
+    /// etcd refused this replica's login: wrong user or password (a config error).
+    #[error(transparent)]
+    Login(#[from] crate::real::config::ConfigError),
     /// The controller's loop ended (a failed save stops it on purpose).
     #[error("the controller stopped: {0}")]
     Stopped(String),
 }
 
-/// A controller process with its state file open and its listeners bound, not yet running.
-/// Binding first lets a caller (a test) ask for port 0 and learn the ports taken.
+/// Where the controller's durable state lives, and whether it runs alone.
+enum Mode {
+    /// One controller, its state in a file (locked, so that a second one is refused).
+    Alone(Arc<FileStore>),
+    /// One replica of several on etcd: it leads when it wins the election.
+    Replica {
+        name: String,
+        etcd: EtcdOptions,
+        /// The term it leads in, for the nodes' state in etcd.
+        term: Arc<CurrentTerm>,
+    },
+}
+
+/// A controller process with its state file open (or its etcd options read) and its
+/// listeners bound, not yet running. Binding first lets a caller (a test) ask for port 0 and
+/// learn the ports taken.
 pub struct Bound {
     config: Config,
-    store: Arc<FileStore>,
+    mode: Mode,
     links: BTreeMap<NodeId, Arc<RedisNode>>,
     center: TcpListener,
     status: TcpListener,
 }
 
 impl Bound {
-    /// Opens the state file (a corrupt one is refused here, before anything runs) and binds
-    /// the config center's and the status listener's addresses.
+    /// Opens the state file (a corrupt one is refused here, before anything runs) or reads
+    /// the etcd password, and binds the config center's and the status listener's addresses.
     pub async fn bind(config: Config) -> Result<Bound, RunError> {
-        let store = Arc::new(FileStore::open(&config.state_file)?);
-        let links = redis_links(&config)?;
+        let mode = match (&config.etcd, &config.state_file) {
+            (Some(etcd_config), _) => {
+                let etcd = etcd_config
+                    .options(&config.params)
+                    .map_err(RunError::Secret)?;
+                check_login(&config, etcd_config, &etcd).await?;
+                Mode::Replica {
+                    name: etcd_config.name.clone(),
+                    etcd,
+                    term: Arc::new(CurrentTerm::default()),
+                }
+            }
+            (None, Some(file)) => Mode::Alone(Arc::new(FileStore::open(file)?)),
+            (None, None) => unreachable!("a config has a state file or an [etcd] table"),
+        };
+        let links = redis_links(&config, &mode)?;
         let center = listen("config center", config.config_center_listen).await?;
         let status = listen("status", config.status_listen).await?;
         Ok(Bound {
             config,
-            store,
+            mode,
             links,
             center,
             status,
@@ -93,40 +129,84 @@ impl Bound {
         connectable(self.center.local_addr().expect("a bound listener"))
     }
 
-    /// Runs until `shutdown` completes (then `Ok`) or the controller's loop ends (an error).
-    /// Every task started here is stopped when this returns.
+    /// Runs until `shutdown` completes (then `Ok`) or the controller's loop ends (an error;
+    /// a replica's never does: it campaigns again). Every task started here is stopped when
+    /// this returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
         let center_address = self.config_center_address();
         let status_address = self.status_address();
         let Bound {
             config,
-            store,
+            mode,
             links,
             center,
             status,
         } = self;
-        tracing::info!(
-            state_file = %store.path().display(),
-            epoch = ?store.loaded().map(|d| d.epoch),
-            config_center = %center_address,
-            status = %status_address,
-            "controller starting"
-        );
         let mut tasks = Tasks::default();
         let state = Arc::new(Mutex::new(ConfigCenter::new()));
         tasks.spawn(CenterService::new(state, Arc::new(LogCenterObserver)).run(center));
         let snapshot: Snapshot = Arc::new(Mutex::new(None));
-        tasks.spawn(status::serve(status, snapshot.clone()));
-        let observer = Arc::new(RealObserver::new(snapshot, config.alarm_command));
-        let links = links
+        let observer = Arc::new(RealObserver::new(
+            snapshot.clone(),
+            config.alarm_command.clone(),
+        ));
+        let links: BTreeMap<NodeId, Arc<dyn NodeLink>> = links
             .into_iter()
             .map(|(node, link)| (node, link as Arc<dyn NodeLink>))
             .collect();
-        let options =
-            ControllerOptions::new(config.params, config.topology, center_address.to_string())
-                .with_links(links);
-        let store: Arc<dyn Store> = store;
-        let mut controller = tokio::spawn(run_controller(options, Clock::new(0), store, observer));
+        let options = ControllerOptions::new(
+            config.params.clone(),
+            config.topology.clone(),
+            center_address.to_string(),
+        )
+        .with_links(links);
+        let running = match mode {
+            Mode::Alone(store) => {
+                tracing::info!(
+                    state_file = %store.path().display(),
+                    epoch = ?store.loaded().map(|d| d.epoch),
+                    config_center = %center_address,
+                    status = %status_address,
+                    "controller starting"
+                );
+                tasks.spawn(status::serve(status, snapshot, None));
+                let store: Arc<dyn Store> = store;
+                let run = run_controller(options, Clock::new(0), store, observer);
+                Box::pin(async move { run.await.to_string() })
+                    as Pin<Box<dyn Future<Output = String> + Send>>
+            }
+            Mode::Replica { name, etcd, term } => {
+                tracing::info!(
+                    replica = %name,
+                    etcd = ?etcd.endpoints,
+                    config_center = %center_address,
+                    status = %status_address,
+                    "controller replica starting"
+                );
+                let plane: PlaneSnapshot = Arc::new(Mutex::new(None));
+                tasks.spawn(status::serve(status, snapshot.clone(), Some(plane.clone())));
+                tasks.spawn(
+                    Reporter {
+                        name: name.clone(),
+                        status_address: status_address.to_string(),
+                        options: etcd.clone(),
+                        snapshot,
+                        plane,
+                    }
+                    .run(),
+                );
+                let per_term = move |guarded: &Guarded| {
+                    term.begin(guarded.clone());
+                    options.clone()
+                };
+                let run = run_replica(name, etcd, per_term, Clock::new(0), observer);
+                Box::pin(async move {
+                    run.await;
+                    "the replica stopped".to_string()
+                })
+            }
+        };
+        let mut controller = tokio::spawn(running);
         tokio::select! {
             _ = shutdown => {
                 // Awaited, so that its state file (and the file's lock) is closed on return:
@@ -137,16 +217,59 @@ impl Bound {
                 Ok(())
             }
             ended = &mut controller => Err(RunError::Stopped(match ended {
-                Ok(why) => why.to_string(),
+                Ok(why) => why,
                 Err(e) => e.to_string(),
             })),
         }
     }
 }
 
-/// A link to each node's Redis server, its state file next to the controller's:
-/// `state.json` has `state.node-a-0.json` and so on.
-fn redis_links(config: &Config) -> Result<BTreeMap<NodeId, Arc<RedisNode>>, RunError> {
+/// Tries etcd once: a login it refuses is a config error (the process exits); etcd not
+/// answering is not (the replica says so, and keeps trying until it does).
+async fn check_login(
+    config: &Config,
+    etcd_config: &crate::real::config::EtcdConfig,
+    etcd: &EtcdOptions,
+) -> Result<(), RunError> {
+    // The client connects lazily unless it logs in: a read makes it reach etcd.
+    let tried = async {
+        let client = crate::control_plane::connect(etcd).await?;
+        let mut kv = client.kv_client();
+        let read = kv.get(etcd.state_key(), None);
+        crate::control_plane::call(etcd, "read the state", read).await
+    };
+    match tried.await {
+        Ok(_) => Ok(()),
+        Err(e) if is_refused_login(&e.to_string()) => {
+            let why = e.to_string();
+            let why = why
+                .split_once("connect: ")
+                .map_or(why.as_str(), |(_, why)| why);
+            let reason = format!("etcd refused the login: {why}");
+            Err(etcd_config.refused_login(&config.file, reason).into())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, endpoints = ?etcd.endpoints, "etcd does not answer; the replica keeps trying");
+            Ok(())
+        }
+    }
+}
+
+/// Whether etcd's error says the user or password is wrong (etcd's own wording, in every
+/// version since 3.2), or that authentication is off while a user was given.
+fn is_refused_login(error: &str) -> bool {
+    [
+        "authentication failed",
+        "invalid user ID or password",
+        "authentication is not enabled",
+    ]
+    .iter()
+    .any(|text| error.contains(text))
+}
+
+/// A link to each node's Redis server. Alone, its state file is next to the controller's:
+/// `state.json` has `state.node-a-0.json` and so on; as a replica, its state is in etcd.
+fn redis_links(config: &Config, mode: &Mode) -> Result<BTreeMap<NodeId, Arc<RedisNode>>, RunError> {
     let password = config
         .redis
         .agent_password
@@ -154,12 +277,19 @@ fn redis_links(config: &Config) -> Result<BTreeMap<NodeId, Arc<RedisNode>>, RunE
         .map_err(RunError::Secret)?;
     let mut links = BTreeMap::new();
     for (&node, address) in &config.topology.addresses {
+        let disk = match mode {
+            Mode::Alone(store) => NodeDisk::File(node_state_file(store.path(), node)),
+            Mode::Replica { etcd, term, .. } => NodeDisk::Etcd {
+                term: term.clone(),
+                key: etcd.node_key(node),
+            },
+        };
         let options = RedisNodeOptions {
             node,
             address: address.clone(),
             user: config.redis.agent_user.clone(),
             password: password.clone(),
-            state_file: node_state_file(&config.state_file, node),
+            disk,
             quarantine_dir: config.redis.quarantine_dir.clone(),
         };
         let link = RedisNode::open(options).map_err(|source| RunError::Node { node, source })?;

@@ -30,6 +30,39 @@ pub struct Status {
     /// When the snapshot was taken (wall clock, ms since the Unix epoch): a stale one means
     /// the controller's loop is stuck.
     pub updated_unix_ms: u64,
+    /// With the control plane on etcd: the replicas, and which one leads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlaneStatus>,
+}
+
+/// The control plane, as one replica sees it in etcd.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlPlaneStatus {
+    /// The replica that answered.
+    pub replica: String,
+    /// Whether it leads. A replica standing by shows the durable state in etcd, and no
+    /// cluster health: only the leader heartbeats the nodes.
+    pub leading: bool,
+    /// The leader, as etcd's election names it; `None` while no replica leads.
+    pub leader: Option<String>,
+    /// Every replica running, by name.
+    pub replicas: Vec<ReplicaStatus>,
+    /// Why etcd could not be read at the last try (the rest of this is then as of
+    /// `etcd_read_unix_ms`).
+    pub etcd_error: Option<String>,
+    /// When etcd was last read successfully (wall clock, ms since the Unix epoch).
+    pub etcd_read_unix_ms: Option<u64>,
+}
+
+/// One replica, as it says in etcd.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    /// Its name.
+    pub name: String,
+    /// `leading` or `standing by`.
+    pub state: String,
+    /// Its status listener.
+    pub status: String,
 }
 
 /// One cluster, as the controller sees it.
@@ -101,25 +134,7 @@ impl Status {
             .into_iter()
             .map(|cluster| cluster_status(controller, cluster))
             .collect();
-        let open_alarms = (durable.open_alarms.values())
-            .map(|alarm| AlarmStatus {
-                id: alarm.id,
-                kind: kind_text(alarm.kind).to_string(),
-                cluster: alarm.cluster.to_string(),
-                raised_at: alarm.raised_at.to_string(),
-                raised_unix_ms: raised.get(&alarm.id).map(|t| unix_ms(*t)),
-                recovery_point: (alarm.recovery_point.iter())
-                    .map(|(shard, point)| ShardRecovery {
-                        shard: shard.0,
-                        backup_applied: point.backup_applied.map(|l| l.0),
-                        primary_reported: point.primary_reported.map(|(l, _)| l.0),
-                        surely_unapplied: point.surely_unapplied,
-                    })
-                    .collect(),
-                resumed_in: alarm.resumed_in.map(|e| e.0),
-                losses: (alarm.losses.iter()).map(|(s, q)| (s.0, q.count)).collect(),
-            })
-            .collect();
+        let open_alarms = open_alarms(durable, raised);
         Status {
             epoch: durable.epoch.0,
             primary: durable.primary.to_string(),
@@ -127,8 +142,53 @@ impl Status {
             clusters,
             open_alarms,
             updated_unix_ms: unix_ms(SystemTime::now()),
+            control_plane: None,
         }
     }
+
+    /// What a replica standing by shows: the durable state in etcd (no cluster observed).
+    pub fn of_durable(durable: &crate::controller::Durable) -> Status {
+        let phase = match durable.failing_over {
+            true => "failover",
+            false => "normal",
+        };
+        Status {
+            epoch: durable.epoch.0,
+            primary: durable.primary.to_string(),
+            phase: phase.to_string(),
+            clusters: Vec::new(),
+            open_alarms: open_alarms(durable, &BTreeMap::new()),
+            updated_unix_ms: unix_ms(SystemTime::now()),
+            control_plane: None,
+        }
+    }
+}
+
+/// The open alarms of `durable`; `raised` holds the wall-clock time of those this process
+/// raised.
+fn open_alarms(
+    durable: &crate::controller::Durable,
+    raised: &BTreeMap<u64, SystemTime>,
+) -> Vec<AlarmStatus> {
+    (durable.open_alarms.values())
+        .map(|alarm| AlarmStatus {
+            id: alarm.id,
+            kind: kind_text(alarm.kind).to_string(),
+            cluster: alarm.cluster.to_string(),
+            raised_at: alarm.raised_at.to_string(),
+            raised_unix_ms: raised.get(&alarm.id).map(|t| unix_ms(*t)),
+            recovery_point: (alarm.recovery_point.iter())
+                .map(|(shard, point)| ShardRecovery {
+                    shard: shard.0,
+                    backup_applied: point.backup_applied.map(|l| l.0),
+                    primary_reported: point.primary_reported.map(|(l, _)| l.0),
+                    surely_unapplied: point.surely_unapplied,
+                })
+                .collect(),
+            resumed_in: alarm.resumed_in.map(|e| e.0),
+            losses: (alarm.losses.iter()).map(|(s, q)| (s.0, q.count)).collect(),
+        })
+        .collect()
 }
 
 fn cluster_status(controller: &Controller, cluster: Cluster) -> ClusterStatus {
@@ -180,6 +240,9 @@ impl fmt::Display for Status {
             "epoch {}, primary {}, phase: {}",
             self.epoch, self.primary, self.phase
         )?;
+        if let Some(plane) = &self.control_plane {
+            write!(f, "{plane}")?;
+        }
         for c in &self.clusters {
             let (answering, total) = (c.answering, c.total);
             writeln!(
@@ -192,6 +255,12 @@ impl fmt::Display for Status {
             return writeln!(f, "open alarms: none");
         }
         writeln!(f, "open alarms:")?;
+        self.fmt_alarms(f)
+    }
+}
+
+impl Status {
+    fn fmt_alarms(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for alarm in &self.open_alarms {
             write!(
                 f,
@@ -217,6 +286,38 @@ impl fmt::Display for Status {
                     known.join(", ")
                 )?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for ControlPlaneStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.leading {
+            true => "leading",
+            false => "standing by",
+        };
+        let leader = self
+            .leader
+            .as_deref()
+            .unwrap_or("none (an election is under way)");
+        writeln!(f, "replica {} ({role}); leader: {leader}", self.replica)?;
+        for replica in &self.replicas {
+            let (name, state, status) = (&replica.name, &replica.state, &replica.status);
+            writeln!(f, "  {name:<16} {state:<12} status {status}")?;
+        }
+        if let Some(error) = &self.etcd_error {
+            let read = match self.etcd_read_unix_ms {
+                Some(ms) => format!("{} ago", ago(ms, unix_ms(SystemTime::now()))),
+                None => "never".to_string(),
+            };
+            writeln!(f, "etcd UNREACHABLE: {error} (last read: {read})")?;
+        }
+        if !self.leading {
+            writeln!(
+                f,
+                "(standing by: the state as in etcd; the leader alone sees the clusters)"
+            )?;
         }
         Ok(())
     }
@@ -250,13 +351,18 @@ fn ago(then: u64, now: u64) -> String {
     }
 }
 
+/// What a replica standing by serves: the control plane as it read it from etcd, with the
+/// durable state there.
+pub type PlaneSnapshot = Arc<Mutex<Option<(ControlPlaneStatus, Option<Status>)>>>;
+
 /// Answers every connection on `listener` with the snapshot as one JSON line, then closes
-/// it. Runs until dropped.
-pub async fn serve(listener: TcpListener, snapshot: Snapshot) {
+/// it. Runs until dropped. With `plane` (a controller replica), the answer carries the control
+/// plane, and a replica not leading answers with the durable state in etcd.
+pub async fn serve(listener: TcpListener, snapshot: Snapshot, plane: Option<PlaneSnapshot>) {
     let mut tasks = crate::service::Tasks::default();
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => tasks.spawn(answer(stream, snapshot.clone())),
+            Ok((stream, _)) => tasks.spawn(answer(stream, snapshot.clone(), plane.clone())),
             // Out of file descriptors, say: back off rather than spin.
             Err(e) => {
                 tracing::warn!(%e, "status listener: accept failed");
@@ -266,13 +372,32 @@ pub async fn serve(listener: TcpListener, snapshot: Snapshot) {
     }
 }
 
-async fn answer(mut stream: TcpStream, snapshot: Snapshot) {
-    let line = {
-        let status = snapshot.lock().expect("status lock");
-        match &*status {
-            Some(status) => serde_json::to_string(status).expect("a status serialises"),
-            None => r#"{"error":"the controller is starting"}"#.to_string(),
-        }
+/// The status to serve: the controller's, or with a control plane, the controller's while
+/// this replica leads and etcd's durable state otherwise; or why there is none yet.
+fn current(snapshot: &Snapshot, plane: Option<&PlaneSnapshot>) -> Result<Status, String> {
+    let starting = || "the controller is starting".to_string();
+    let controller = snapshot.lock().expect("status lock").clone();
+    let Some(plane) = plane else {
+        return controller.ok_or_else(starting);
+    };
+    let Some((mut plane, durable)) = plane.lock().expect("status lock").clone() else {
+        return controller.ok_or_else(starting);
+    };
+    plane.leading = controller.is_some();
+    let Some(mut status) = controller.or(durable) else {
+        return Err(match &plane.etcd_error {
+            Some(error) => format!("replica {} cannot read etcd: {error}", plane.replica),
+            None => format!("replica {}: no controller state in etcd yet", plane.replica),
+        });
+    };
+    status.control_plane = Some(plane);
+    Ok(status)
+}
+
+async fn answer(mut stream: TcpStream, snapshot: Snapshot, plane: Option<PlaneSnapshot>) {
+    let line = match current(&snapshot, plane.as_ref()) {
+        Ok(status) => serde_json::to_string(&status).expect("a status serialises"),
+        Err(error) => serde_json::json!({ "error": error }).to_string(),
     };
     let write = async {
         stream.write_all(line.as_bytes()).await?;

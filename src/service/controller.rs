@@ -136,6 +136,7 @@ impl ControllerObserver for LogControllerObserver {
 }
 
 /// How the controller service reaches the world.
+#[derive(Clone)]
 pub struct ControllerOptions {
     /// The parameters.
     pub params: Params,

@@ -272,7 +272,7 @@ pub fn cluster_role(status: &Status, cluster: &str) -> String {
 }
 
 pub fn node_state(config: &Config, node: NodeId) -> NodeState {
-    let file = node_state_file(&config.state_file, node);
+    let file = node_state_file(config.state_file.as_ref().expect("a state file"), node);
     serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap()
 }
 
@@ -397,8 +397,15 @@ pub struct FollowingWriter {
 /// Starts user 0's client on the config center at `center`, checks that its first route is
 /// a/0 in epoch 1, and starts it writing every 5 ms.
 pub async fn start_following_writer(center: String) -> FollowingWriter {
+    start_following_writer_on(vec![center]).await
+}
+
+/// As [`start_following_writer`], following every config center in `centers` (one per
+/// controller replica).
+pub async fn start_following_writer_on(centers: Vec<String>) -> FollowingWriter {
     use standby::client::{Client, ClientOptions};
-    let options = ClientOptions::new(center, standby::types::UserId(0), WRITER.0, WRITER.1);
+    let options = ClientOptions::new(String::new(), standby::types::UserId(0), WRITER.0, WRITER.1)
+        .with_config_centers(centers);
     let client = std::sync::Arc::new(Client::start(options));
     let first = client.wait_for_route(SETTLE).await.expect("a first route");
     let a0 = NodeId::new(Cluster::A, 0);
@@ -455,4 +462,82 @@ pub async fn until_backup(config: &Config, node: NodeId) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
+pub async fn acked(log: &std::sync::Mutex<Vec<Outcome>>, epoch: u64, node: NodeId, count: usize) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (n, last) = {
+            let log = log.lock().unwrap();
+            let n = (log.iter())
+                .filter(|o| matches!(&o.result, Ok(a) if a.epoch == standby::types::Epoch(epoch) && a.node == node))
+                .count();
+            (n, log.iter().rev().take(3).cloned().collect::<Vec<_>>())
+        };
+        if n >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {count} epoch-{epoch} acks on {node}; last: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks that every write acknowledged in `outcomes` is on `new_primary` (b/0's address)
+/// or in a/0's quarantine `file` (none when nothing diverged), and returns how many are in
+/// the quarantine.
+pub async fn every_ack_kept(outcomes: &[Outcome], new_primary: &str, file: &Path) -> usize {
+    let quarantined: Vec<serde_json::Value> = match std::fs::read_to_string(file) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", file.display()),
+    };
+    let mut b = connect(new_primary, Some(WRITER)).await.unwrap();
+    let (mut on_b, mut in_quarantine) = (0, 0usize);
+    for outcome in outcomes {
+        let Ok(ack) = &outcome.result else { continue };
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&outcome.key)
+            .query_async(&mut b)
+            .await
+            .unwrap();
+        if value.as_deref() == Some(outcome.value.as_str()) {
+            on_b += 1;
+            continue;
+        }
+        let kept = quarantined.iter().any(|e| {
+            e["lsn"] == ack.lsn.0
+                && e["key"] == outcome.key.as_str()
+                && e["value"] == outcome.value.as_str()
+        });
+        assert!(
+            ack.node == NodeId::new(Cluster::A, 0) && kept,
+            "acked write lost: {outcome:?} (b/0 has {value:?}; quarantine {})",
+            file.display()
+        );
+        in_quarantine += 1;
+    }
+    let count = |f: &dyn Fn(&Result<standby::client::Ack, standby::client::WriteError>) -> bool| {
+        outcomes.iter().filter(|o| f(&o.result)).count()
+    };
+    let unknown = count(&|r| matches!(r, Err(standby::client::WriteError::Unknown(_))));
+    let failed =
+        count(&|r| matches!(r, Err(e) if !matches!(e, standby::client::WriteError::Unknown(_))));
+    let errors: Vec<String> = (outcomes.iter())
+        .filter_map(|o| o.result.as_ref().err().map(|e| e.to_string()))
+        .take(5)
+        .collect();
+    eprintln!(
+        "writes {}, acked on b/0 {on_b}, acked and quarantined {in_quarantine}, unknown {unknown}, \
+         not written {failed}; first errors: {errors:?}",
+        outcomes.len()
+    );
+
+    in_quarantine
 }

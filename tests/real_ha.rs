@@ -1,0 +1,663 @@
+// The control plane on a real etcd: three `standby controller` replicas (processes of the real
+// binary), one local etcd and the six Redis servers. Compiled only WITHOUT `--cfg madsim`;
+// needs `etcd` (Debian's etcd-server) and `redis-server` on the PATH. Run it as:
+//
+//     RUSTFLAGS="" cargo test --release -p standby --target-dir target/real --test real_ha
+#![cfg(not(madsim))]
+//! Every process a test starts (etcd, the replicas, the Redis servers) is killed and reaped
+//! when its guard drops, on success or a panic. Each replica reaches etcd through a TCP relay
+//! of the test's own, so that one replica can be cut from etcd while the others are not.
+
+mod common;
+
+use common::*;
+use standby::real::redis_node::NodeState;
+use standby::real::status::{query, Status};
+use standby::types::{Cluster, Epoch, NodeId};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The replicas' etcd lease TTL: a dead leader is replaced about this long after its death.
+const LEASE_TTL_S: u64 = 2;
+/// The longest wait for a change of leader (two TTLs, a restore and a lease wait).
+const TAKEOVER: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// etcd, and a relay that can cut one replica from it
+// ---------------------------------------------------------------------------------------------
+
+/// A single-member etcd on loopback, killed when dropped.
+struct Etcd {
+    child: Child,
+    endpoint: String,
+}
+
+impl Etcd {
+    /// Starts etcd with its data in `dir/etcd`, and waits until it answers.
+    async fn start(dir: &Path) -> Etcd {
+        require("etcd", "etcd-server");
+        let (client, peer) = (free_port(), free_port());
+        let url = |port| format!("http://127.0.0.1:{port}");
+        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
+        let child = Command::new("etcd")
+            .arg("--data-dir")
+            .arg(dir.join("etcd"))
+            .args(["--listen-client-urls", &url(client)])
+            .args(["--advertise-client-urls", &url(client)])
+            .args(["--listen-peer-urls", &url(peer)])
+            .args(["--initial-advertise-peer-urls", &url(peer)])
+            .args(["--initial-cluster", &format!("default={}", url(peer))])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start etcd: {e}"));
+        let etcd = Etcd {
+            child,
+            endpoint: format!("127.0.0.1:{client}"),
+        };
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let connect = etcd_client::Client::connect([etcd.endpoint.as_str()], None);
+            if let Ok(Ok(mut c)) = tokio::time::timeout(CALL, connect).await {
+                if c.get("probe", None).await.is_ok() {
+                    return etcd;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fails (never skips) when `program` is missing: CI installs it.
+fn require(program: &str, package: &str) {
+    let found = Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{program} is not on the PATH: install Debian's {package}"
+    );
+}
+
+/// A TCP relay to etcd. While cut, it forwards nothing either way and holds new connections
+/// unanswered, as a network partition would (no refusal, no reset: timeouts only).
+struct Relay {
+    address: String,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay(client, to.clone(), flag.clone()));
+            }
+        });
+        Relay { address, cut, task }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies both ways between `client` and `to`, holding every byte while `cut` is set.
+async fn relay(client: tokio::net::TcpStream, to: String, cut: Arc<AtomicBool>) {
+    while cut.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let Ok(server) = tokio::net::TcpStream::connect(&to).await else {
+        return;
+    };
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
+    tokio::select! {
+        _ = pump(client_read, server_write, cut.clone()) => {}
+        _ = pump(server_read, client_write, cut) => {}
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        while cut.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The replicas: processes of the real binary
+// ---------------------------------------------------------------------------------------------
+
+/// One `standby controller` replica process, SIGKILLed and reaped when dropped.
+struct Replica {
+    name: String,
+    config: PathBuf,
+    log: PathBuf,
+    status: String,
+    center: String,
+    relay: Relay,
+    child: Option<Child>,
+}
+
+impl Replica {
+    /// Writes replica `index`'s config in `dir` (the shared test config with an `[etcd]` table
+    /// through a relay of its own, and its own listeners) and starts it.
+    async fn start(dir: &Path, servers: &Servers, etcd: &Etcd, index: usize) -> Replica {
+        let name = format!("controller-{index}");
+        let (status, center) = (free_port(), free_port());
+        let relay = Relay::start(etcd.endpoint.clone()).await;
+        let config = controller_config(dir, servers)
+            .replace(&format!("state_file = \"{}/state.json\"\n", dir.display()), "")
+            .replace(
+                "status_listen = \"127.0.0.1:0\"",
+                &format!("status_listen = \"127.0.0.1:{status}\""),
+            )
+            .replace(
+                "[config_center]\nlisten = \"127.0.0.1:0\"",
+                &format!("[config_center]\nlisten = \"127.0.0.1:{center}\""),
+            )
+            + &format!(
+                "\n[etcd]\nname = \"{name}\"\nendpoints = [\"{}\"]\nlease_ttl_s = {LEASE_TTL_S}\ncall_timeout_ms = 500\n",
+                relay.address
+            );
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, config).unwrap();
+        let mut replica = Replica {
+            log: dir.join(format!("{name}.log")),
+            name,
+            config: file,
+            status: format!("127.0.0.1:{status}"),
+            center: format!("127.0.0.1:{center}"),
+            relay,
+            child: None,
+        };
+        replica.spawn();
+        replica
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_standby"))
+            .arg("controller")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args(["-s", signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -s {signal} {pid}");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", "CONT", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Everything one story needs, dropped (every process killed) in reverse order.
+struct World {
+    dir: PathBuf,
+    servers: Servers,
+    replicas: Vec<Replica>,
+    _etcd: Etcd,
+}
+
+impl World {
+    async fn start(name: &str) -> World {
+        let (dir, servers, _) = start_servers(name).await;
+        let etcd = Etcd::start(&dir).await;
+        let mut replicas = Vec::new();
+        for index in 0..3 {
+            replicas.push(Replica::start(&dir, &servers, &etcd, index).await);
+        }
+        World {
+            dir,
+            servers,
+            replicas,
+            _etcd: etcd,
+        }
+    }
+
+    fn centers(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.center.clone()).collect()
+    }
+
+    /// Waits until a running replica other than `not` says it leads and `done` holds of its
+    /// status; returns its index and status.
+    async fn leader(
+        &self,
+        not: Option<usize>,
+        what: &str,
+        done: impl Fn(&Status) -> bool,
+    ) -> (usize, Status) {
+        let deadline = Instant::now() + TAKEOVER;
+        let mut seen = Vec::new();
+        loop {
+            seen.clear();
+            for (i, replica) in self.replicas.iter().enumerate() {
+                if Some(i) == not || replica.child.is_none() {
+                    continue;
+                }
+                let answer = query(&replica.status, Duration::from_millis(500)).await;
+                if let Ok((_, status)) = &answer {
+                    let leading = status.control_plane.as_ref().is_some_and(|p| p.leading);
+                    if leading && done(status) {
+                        return (i, status.clone());
+                    }
+                }
+                seen.push(format!("{}: {answer:?}", replica.name));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: last statuses: {seen:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.replicas.clear();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn steady(status: &Status, epoch: u64, primary: &str) -> bool {
+    status.epoch == epoch
+        && status.primary == primary
+        && status.phase == "normal"
+        && status
+            .clusters
+            .iter()
+            .all(|c| c.availability == "available")
+}
+
+/// How many writes in `log` were acknowledged in `epoch`.
+fn acks_in(log: &std::sync::Mutex<Vec<Outcome>>, epoch: u64) -> usize {
+    let log = log.lock().unwrap();
+    (log.iter())
+        .filter(|o| matches!(&o.result, Ok(a) if a.epoch == Epoch(epoch)))
+        .count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stories
+// ---------------------------------------------------------------------------------------------
+
+/// The leader is SIGKILLed at the moment the primary loses two of its three servers. Another
+/// replica wins the election, restores the state from etcd, and fails over, once. The client
+/// moves to b by itself; every write it saw acknowledged is on b/0 or in a/0's quarantine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_killed_as_the_primary_fails_is_replaced_and_fails_over_once() {
+    let mut world = World::start("ha-kill").await;
+    let (leader, _) = world
+        .leader(None, "a first leader", |s| steady(s, 1, "a"))
+        .await;
+    let (a0, a1, b0) = (
+        NodeId::new(Cluster::A, 0),
+        NodeId::new(Cluster::A, 1),
+        NodeId::new(Cluster::B, 0),
+    );
+    let writer = start_following_writer_on(world.centers()).await;
+    acked(&writer.log, 1, a0, 20).await;
+
+    world.servers.kill(a0);
+    world.servers.kill(a1);
+    world.replicas[leader].kill();
+    let (_, status) =
+        (world.leader(Some(leader), "a failover by a new leader", |s| s.epoch >= 2)).await;
+    let promoted = Instant::now();
+    assert_eq!(
+        (status.epoch, status.primary.as_str()),
+        (2, "b"),
+        "{status:?}"
+    );
+    acked(&writer.log, 2, b0, 20).await;
+
+    // The old primary's servers return and rejoin; the killed replica returns as a candidate.
+    world.servers.start(a0);
+    world.servers.start(a1);
+    world.replicas[leader].spawn();
+    let (_, status) = (world.leader(None, "a rejoins as backup", |s| {
+        s.epoch == 2 && s.phase == "normal" && cluster_role(s, "a") == "available backup"
+    }))
+    .await;
+    assert_eq!(status.epoch, 2, "one failover only: {status:?}");
+    until_backup_in_etcd(&world._etcd, a0).await;
+    writer.stop.store(true, Ordering::Relaxed);
+    writer.task.await.unwrap();
+    let outcomes = writer.log.lock().unwrap().clone();
+    let late: Vec<&Outcome> = (outcomes.iter())
+        .filter(|o| matches!(&o.result, Ok(a) if a.epoch == Epoch(1)) && o.done >= promoted)
+        .collect();
+    assert!(late.is_empty(), "epoch-1 acks after epoch 2: {late:?}");
+    let quarantine = world.dir.join("quarantine").join("a-0.epoch-2.jsonl");
+    every_ack_kept(&outcomes, &world.servers.address(b0), &quarantine).await;
+}
+
+/// The leader is SIGSTOPped for 5 s (past its etcd lease) while the primary is healthy and a
+/// client writes. Another replica takes the lead in the same epoch; when the old one resumes
+/// it stands down (its deadline has passed) and takes no action. No failover, and the writes
+/// go on to a/0 once the new leader grants its leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_paused_past_its_lease_is_replaced_without_a_failover() {
+    let world = World::start("ha-pause").await;
+    let (leader, _) = world
+        .leader(None, "a first leader", |s| steady(s, 1, "a"))
+        .await;
+    let a0 = NodeId::new(Cluster::A, 0);
+    let writer = start_following_writer_on(world.centers()).await;
+    acked(&writer.log, 1, a0, 20).await;
+
+    world.replicas[leader].signal("STOP");
+    let (next, _) = (world.leader(Some(leader), "a new leader", |s| steady(s, 1, "a"))).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    world.replicas[leader].signal("CONT");
+    let before = acks_in(&writer.log, 1);
+    acked(&writer.log, 1, a0, before + 50).await;
+    // The resumed replica stands by: the new leader still leads, in epoch 1.
+    let (still, status) = world
+        .leader(None, "the new leader still leads", |s| steady(s, 1, "a"))
+        .await;
+    assert_eq!(still, next, "{status:?}");
+    standing_by(&world.replicas[leader], false).await;
+    writer.stop.store(true, Ordering::Relaxed);
+    writer.task.await.unwrap();
+    let outcomes = writer.log.lock().unwrap().clone();
+    assert_eq!(acks_in(&writer.log, 2), 0, "no failover: no epoch-2 write");
+    let quarantine = world.dir.join("quarantine").join("a-0.epoch-2.jsonl");
+    assert!(!quarantine.exists(), "nothing diverged: no quarantine");
+    every_ack_on(&outcomes, &world.servers.address(a0)).await;
+}
+
+/// The leader is cut from etcd (its relay holds every byte) but not from the nodes or users.
+/// It stops acting at its deadline; a replica that reaches etcd takes the lead in the same
+/// epoch. After the heal the cut replica stands by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_cut_from_etcd_stands_down_and_another_leads() {
+    let world = World::start("ha-cut").await;
+    let (leader, _) = world
+        .leader(None, "a first leader", |s| steady(s, 1, "a"))
+        .await;
+    let a0 = NodeId::new(Cluster::A, 0);
+    let writer = start_following_writer_on(world.centers()).await;
+    acked(&writer.log, 1, a0, 20).await;
+
+    world.replicas[leader].relay.set_cut(true);
+    let (next, _) = (world.leader(Some(leader), "a new leader", |s| steady(s, 1, "a"))).await;
+    let before = acks_in(&writer.log, 1);
+    acked(&writer.log, 1, a0, before + 50).await;
+    // The cut replica's own status says it does not lead, and that etcd does not answer it.
+    standing_by(&world.replicas[leader], true).await;
+    world.replicas[leader].relay.set_cut(false);
+    let (still, status) = world
+        .leader(None, "the new leader still leads", |s| steady(s, 1, "a"))
+        .await;
+    assert_eq!(still, next, "{status:?}");
+    writer.stop.store(true, Ordering::Relaxed);
+    writer.task.await.unwrap();
+    let outcomes = writer.log.lock().unwrap().clone();
+    assert_eq!(acks_in(&writer.log, 2), 0, "no failover: no epoch-2 write");
+    every_ack_on(&outcomes, &world.servers.address(a0)).await;
+}
+
+/// Waits (bounded) until `node`'s state in etcd says it is a backup: it has followed the new
+/// primary, with its divergent writes (if any) exported to its quarantine file first.
+async fn until_backup_in_etcd(etcd: &Etcd, node: NodeId) {
+    let mut client = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let key = format!("standby/nodes/{}-{}", node.cluster, node.index);
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let found = client.get(key.as_str(), None).await.unwrap();
+        let state: Option<NodeState> =
+            (found.kvs().first()).map(|kv| serde_json::from_slice(kv.value()).unwrap());
+        if state
+            .as_ref()
+            .is_some_and(|s| s.role == standby::protocol::Role::Backup)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{node} in etcd: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) until `replica`'s own status says it stands by (and, if `cut`, that it
+/// cannot read etcd: it then answers with that error if it never read the state there).
+async fn standing_by(replica: &Replica, cut: bool) {
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let answer = query(&replica.status, Duration::from_secs(1)).await;
+        let done = match &answer {
+            Ok((_, status)) => {
+                let plane = status.control_plane.as_ref().expect("a replica's status");
+                !plane.leading && (!cut || plane.etcd_error.is_some())
+            }
+            Err(e) => cut && e.to_string().contains("cannot read etcd"),
+        };
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{}: {answer:?}", replica.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged write in `outcomes` is on the server at `address`.
+async fn every_ack_on(outcomes: &[Outcome], address: &str) {
+    let mut server = connect(address, Some(WRITER)).await.unwrap();
+    let mut acked = 0;
+    for outcome in outcomes.iter().filter(|o| o.result.is_ok()) {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(&outcome.key)
+            .query_async(&mut server)
+            .await
+            .unwrap();
+        assert_eq!(
+            value.as_deref(),
+            Some(outcome.value.as_str()),
+            "{outcome:?}"
+        );
+        acked += 1;
+    }
+    assert!(acked > 0, "no write was acknowledged");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad etcd settings
+// ---------------------------------------------------------------------------------------------
+
+/// A replica whose etcd does not answer says so, keeps running, and leads once etcd is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_started_with_etcd_unreachable_says_so_and_keeps_trying() {
+    let (dir, servers, _) = start_servers("ha-unreachable").await;
+    // etcd's port is taken by the relay, cut: connections hang, as to a host that is down.
+    let etcd_dir = dir.join("later");
+    std::fs::create_dir_all(&etcd_dir).unwrap();
+    let etcd = Etcd::start(&etcd_dir).await;
+    let mut replica = Replica::start(&dir, &servers, &etcd, 0).await;
+    replica.relay.set_cut(true);
+    replica.kill();
+    replica.spawn();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let answer = query(&replica.status, Duration::from_secs(1)).await;
+        let says = match &answer {
+            Err(e) => e.to_string(),
+            Ok((line, _)) => line.clone(),
+        };
+        if says.contains("cannot read etcd") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the replica says: {says}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(&replica.log).unwrap();
+    assert!(log.contains("etcd does not answer"), "{log}");
+    replica.relay.set_cut(false);
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        if let Ok((_, status)) = query(&replica.status, Duration::from_secs(1)).await {
+            if status.control_plane.as_ref().is_some_and(|p| p.leading) {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the replica never led");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(replica);
+    drop(etcd);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With authentication on in etcd, a replica given a wrong password is refused at start with
+/// `file:line: etcd.user: ...` and exit status 2; given the right one (from a file, or from
+/// the environment), it leads, with a role that may touch only its own prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_etcd_credentials_are_refused_with_exit_status_2() {
+    let (dir, servers, _) = start_servers("ha-auth").await;
+    let etcd = Etcd::start(&dir).await;
+    enable_auth(&etcd.endpoint, "standby-secret").await;
+    let mut replica = Replica::start(&dir, &servers, &etcd, 0).await;
+    replica.kill();
+    let config = std::fs::read_to_string(&replica.config).unwrap().replace(
+        "[etcd]\n",
+        "[etcd]\nuser = \"standby\"\npassword_file = \"etcd.password\"\n",
+    );
+    std::fs::write(&replica.config, &config).unwrap();
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("user = "))
+        .unwrap()
+        + 1;
+
+    std::fs::write(dir.join("etcd.password"), "wrong\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .arg("controller")
+        .arg("--config")
+        .arg(&replica.config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let expected = format!(
+        "{}:{line}: etcd.user: etcd refused the login",
+        replica.config.display()
+    );
+    assert!(stderr.contains(&expected), "want {expected:?} in {stderr}");
+    assert!(
+        !stderr.contains("wrong"),
+        "the password is never printed: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    std::fs::write(dir.join("etcd.password"), "standby-secret\n").unwrap();
+    replica.spawn();
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        if let Ok((_, status)) = query(&replica.status, Duration::from_secs(1)).await {
+            if status.control_plane.as_ref().is_some_and(|p| p.leading) {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never led with the right password"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(replica);
+    drop(etcd);
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Turns etcd's authentication on: `root`, and `standby` with a role limited to `standby/`.
+async fn enable_auth(endpoint: &str, password: &str) {
+    use etcd_client::Permission;
+    let mut etcd = etcd_client::Client::connect([endpoint], None)
+        .await
+        .unwrap();
+    let auth = &mut etcd;
+    auth.user_add("root", "root-secret", None).await.unwrap();
+    auth.role_add("root").await.unwrap();
+    auth.user_grant_role("root", "root").await.unwrap();
+    auth.role_add("standby").await.unwrap();
+    let prefix = Permission::read_write("standby/").with_prefix();
+    auth.role_grant_permission("standby", prefix).await.unwrap();
+    auth.user_add("standby", password, None).await.unwrap();
+    auth.user_grant_role("standby", "standby").await.unwrap();
+    auth.auth_enable().await.unwrap();
+    let _ = etcd.get("probe", None).await;
+}
