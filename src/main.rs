@@ -43,15 +43,19 @@ enum Command {
         #[arg(long)]
         acl_file: std::path::PathBuf,
     },
-    /// Ask a running controller for its state.
+    /// Ask a running controller (or any controller replica) for its state.
     #[cfg(not(madsim))]
     Status {
-        /// The controller's `status_listen` address.
+        /// The controller's `status_listen` address. Repeat it once per replica: the first
+        /// that answers is asked.
         #[arg(long, default_value = "127.0.0.1:7300")]
-        controller: String,
+        controller: Vec<String>,
         /// Print the raw JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print only the leading replica's name (exit status 1 when none leads).
+        #[arg(long, conflicts_with = "json")]
+        leader: bool,
     },
     /// Act as one user: follow its route from the config center and write or read through
     /// the route's Redis server (fenced by epoch and lease).
@@ -120,7 +124,11 @@ fn main() {
         #[cfg(not(madsim))]
         Command::Controller { config } => real::controller(&config),
         #[cfg(not(madsim))]
-        Command::Status { controller, json } => real::status(&controller, json),
+        Command::Status {
+            controller,
+            json,
+            leader,
+        } => real::status(&controller, json, leader),
         #[cfg(not(madsim))]
         Command::RedisSetup { config, acl_file } => real::redis_setup(&config, &acl_file),
         #[cfg(not(madsim))]
@@ -205,10 +213,30 @@ mod real {
         }
     }
 
-    /// `standby status [--controller ADDR] [--json]`.
-    pub fn status(address: &str, json: bool) {
-        let answer = runtime().block_on(query(address, Duration::from_secs(5)));
+    /// `standby status [--controller ADDR]... [--json | --leader]`: asks each address in
+    /// turn until one answers.
+    pub fn status(addresses: &[String], json: bool, leader: bool) {
+        let answer = runtime().block_on(async {
+            let mut last = None;
+            for address in addresses {
+                match query(address, Duration::from_secs(5)).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.expect("clap gives at least one address"))
+        });
         match answer {
+            Ok((_, status)) if leader => {
+                let plane = status.control_plane.as_ref();
+                match plane.and_then(|p| p.leader.as_deref()) {
+                    Some(name) => println!("{name}"),
+                    None => fail(
+                        EXIT_FAILURE,
+                        &"no replica leads (or this is a single controller)",
+                    ),
+                }
+            }
             Ok((line, _)) if json => println!("{line}"),
             Ok((_, status)) => print!("{status}"),
             Err(e) => fail(EXIT_FAILURE, &e),

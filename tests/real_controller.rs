@@ -99,6 +99,125 @@ fn the_base_config_and_the_example_are_valid() {
     );
 }
 
+/// `BASE` as a controller replica: no state file, an `[etcd]` table with `etcd` in it.
+fn replica(etcd: &str) -> String {
+    BASE.replacen("state_file = \"state.json\"\n", "", 1) + "\n[etcd]\n" + etcd
+}
+
+/// The error `text` gives, and the 1-based line of its first line starting with `start`.
+fn replica_error(text: &str, start: &str) -> (String, usize) {
+    let error = parse(text).expect_err("the broken config was accepted");
+    let line = 1 + text
+        .lines()
+        .position(|l| l.starts_with(start))
+        .expect("the line");
+    (error, line)
+}
+
+#[test]
+fn the_replica_examples_are_valid_and_each_has_its_own_listeners() {
+    let mut seen = std::collections::BTreeSet::new();
+    for r in 0..3 {
+        let file = format!("examples/controller-{r}.toml");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join(&file);
+        let config = Config::load(&example).unwrap_or_else(|e| panic!("{e}"));
+        let etcd = config.etcd.as_ref().expect("an [etcd] table");
+        assert_eq!(etcd.name, format!("controller-{r}"));
+        assert_eq!((etcd.lease_ttl_s, etcd.user.as_deref()), (5, None));
+        assert!(
+            config.state_file.is_none(),
+            "{file}: the state lives in etcd"
+        );
+        assert!(
+            seen.insert(config.status_listen),
+            "{file}: status_listen taken"
+        );
+        assert!(
+            seen.insert(config.config_center_listen),
+            "{file}: listen taken"
+        );
+    }
+}
+
+#[test]
+fn a_bad_etcd_table_is_named_with_its_line() {
+    let good = "name = \"controller-0\"\nendpoints = [\"127.0.0.1:2379\"]\n";
+    let config = parse(&replica(good)).expect("valid");
+    let etcd = config.etcd.expect("an [etcd] table");
+    assert_eq!(
+        (etcd.prefix.as_str(), etcd.lease_ttl_s),
+        ("standby", 5),
+        "defaults"
+    );
+    assert_eq!(etcd.call_timeout, Duration::from_secs(1), "a default");
+    let cases = [
+        (
+            format!("{good}lease_ttl_s = 1\n"),
+            "lease_ttl_s",
+            "etcd.lease_ttl_s: 1: must be 2 to 60",
+        ),
+        (
+            format!("{good}call_timeout_ms = 2000\n"),
+            "call_timeout_ms",
+            "etcd.call_timeout_ms: 2000: must be 1 to 1666",
+        ),
+        (
+            "name = \"a/b\"\nendpoints = [\"127.0.0.1:2379\"]\n".into(),
+            "name",
+            "etcd.name: \"a/b\"",
+        ),
+        (
+            "name = \"c\"\nendpoints = []\n".into(),
+            "endpoints",
+            "etcd.endpoints: no endpoint",
+        ),
+        (
+            "name = \"c\"\nendpoints = [\"localhost\"]\n".into(),
+            "endpoints",
+            "etcd.endpoints[0]: \"localhost\": not host:port",
+        ),
+        (
+            format!("{good}prefix = \"standby/\"\n"),
+            "prefix",
+            "etcd.prefix: \"standby/\"",
+        ),
+        (
+            format!("{good}password_file = \"p\"\n"),
+            "password_file",
+            "etcd.password_file: needs etcd.user",
+        ),
+        (
+            format!("{good}user = \"standby\"\n"),
+            "user = \"standby\"",
+            "etcd.user: give etcd.password_file, or set STANDBY_ETCD_PASSWORD",
+        ),
+        (
+            format!("{good}password = \"x\"\n"),
+            "password",
+            "etcd.password: unknown field",
+        ),
+    ];
+    for (etcd, start, reason) in cases {
+        let (error, line) = replica_error(&replica(&etcd), start);
+        let expected = format!("controller.toml:{line}: {reason}");
+        assert!(
+            error.starts_with(&expected),
+            "want {expected:?}, got {error:?}"
+        );
+    }
+    // A state file beside [etcd], or neither: the durable state has one home.
+    let both = BASE.to_string() + "\n[etcd]\n" + good;
+    let (error, line) = replica_error(&both, "state_file");
+    let expected = format!("controller.toml:{line}: controller.state_file: not used with [etcd]");
+    assert!(error.starts_with(&expected), "{error}");
+    let neither = BASE.replacen("state_file = \"state.json\"\n", "", 1);
+    let error = parse(&neither).expect_err("no state at all");
+    assert!(
+        error.contains("controller.state_file: missing: give a state file, or an [etcd] table"),
+        "{error}"
+    );
+}
+
 #[test]
 fn an_unknown_field_is_named_with_its_line() {
     let error = error_with(
@@ -654,4 +773,80 @@ fn the_status_text_shows_the_first_alarms_recovery_point_per_shard() {
         "shard 0: backup had unknown, primary last reported lsn 3: how many writes the backup \
          misses is unknown"
     );
+}
+
+/// The route `user` is pushed first by the config center at `center`.
+async fn first_route(center: &str, user: u32) -> standby::types::UserConfig {
+    use standby::protocol::Subscribe;
+    use standby::wire::{read_frame, write_frame, Message};
+    let read = async {
+        let mut stream = tokio::net::TcpStream::connect(center).await.unwrap();
+        let subscribe = Message::Subscribe(Subscribe { user: UserId(user) });
+        write_frame(&mut stream, &subscribe).await.unwrap();
+        match read_frame(&mut stream).await.unwrap() {
+            Message::Config(config) => config,
+            other => panic!("user {user}: {other:?}"),
+        }
+    };
+    tokio::time::timeout(SETTLE, read)
+        .await
+        .expect("a route in time")
+}
+
+/// Only the controller in the process may change a route. Anyone who can reach the config
+/// center's port can send it a `Publish`; one of a higher epoch, rerouting every user to an
+/// address of the sender's choosing, is refused, and every user keeps its route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_publication_is_refused_and_no_route_changes() {
+    use standby::protocol::Publish;
+    use standby::types::{NodeId, UserConfig};
+    use standby::wire::{read_frame, write_frame, Message};
+    let dir = temp_dir("rogue");
+    let file = dir.join("controller.toml");
+    std::fs::write(&file, process_config(&dir)).unwrap();
+    let config = Config::load(&file).expect("a valid config");
+    let bound = Bound::bind(config).await.expect("bound");
+    let center = bound.config_center_address().to_string();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(bound.run(async {
+        let _ = stopped.await;
+    }));
+    let mut before = Vec::new();
+    for user in 0..4 {
+        before.push(first_route(&center, user).await);
+    }
+    assert!(before.iter().all(|c| c.epoch == Epoch(1)), "{before:?}");
+
+    let rogue = Publish {
+        epoch: Epoch(99),
+        configs: (0..4)
+            .map(|user| UserConfig {
+                user: UserId(user),
+                epoch: Epoch(99),
+                node: NodeId::new(Cluster::A, 0),
+                address: "203.0.113.66:6379".into(),
+            })
+            .collect(),
+    };
+    let mut stream = tokio::net::TcpStream::connect(&center).await.unwrap();
+    write_frame(&mut stream, &Message::Publish(rogue))
+        .await
+        .unwrap();
+    match read_frame(&mut stream).await.unwrap() {
+        Message::PublishReply(reply) => {
+            assert!(!reply.stored, "{reply:?}");
+            assert_eq!(reply.epoch, Epoch(1), "the center's own epoch");
+        }
+        other => panic!("{other:?}"),
+    }
+    for (user, was) in (0..4).zip(&before) {
+        assert_eq!(
+            &first_route(&center, user).await,
+            was,
+            "user {user}'s route"
+        );
+    }
+    drop(stop);
+    task.await.unwrap().expect("a clean stop");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -247,6 +247,17 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     assert_eq!(shards, [0, 1, 2], "{alarm:?}");
     let shard0 = &alarm.recovery_point[0];
     let (backup, primary) = (shard0.backup_applied, shard0.primary_reported);
+    // The status shows epoch 2 once it is durable; b/0 takes its Promote (and its stop point)
+    // at its next heartbeat after that.
+    let deadline = Instant::now() + SETTLE;
+    while node_state(&config, b0).epoch != Epoch(2) {
+        assert!(
+            Instant::now() < deadline,
+            "b/0 never promoted: {:?}",
+            node_state(&config, b0)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
         backup,
         Some(node_state(&config, b0).epoch_start_lsn.0),

@@ -6,7 +6,7 @@
 //! only before its deadline: the send time of its last answered renewal, plus the TTL, less
 //! what etcd may take off the TTL and what the two clocks may drift apart. A leader that is
 //! paused, or cut from etcd, stops acting at that deadline, before any other replica can
-//! lead (README, "Controller replicas").
+//! lead (docs/control-plane.md, "Why two replicas never act at once").
 
 use super::{call, EtcdOptions, LeadError};
 use crate::service::Tasks;

@@ -144,7 +144,10 @@ impl Bound {
         } = self;
         let mut tasks = Tasks::default();
         let state = Arc::new(Mutex::new(ConfigCenter::new()));
-        tasks.spawn(CenterService::new(state, Arc::new(LogCenterObserver)).run(center));
+        // The center takes publications from this process's controller only.
+        let center_service =
+            CenterService::closed_to_publications(state, Arc::new(LogCenterObserver));
+        tasks.spawn(center_service.clone().run(center));
         let snapshot: Snapshot = Arc::new(Mutex::new(None));
         let observer = Arc::new(RealObserver::new(
             snapshot.clone(),
@@ -159,7 +162,8 @@ impl Bound {
             config.topology.clone(),
             center_address.to_string(),
         )
-        .with_links(links);
+        .with_links(links)
+        .with_center_link(center_service);
         let running = match mode {
             Mode::Alone(store) => {
                 tracing::info!(

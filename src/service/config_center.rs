@@ -34,6 +34,10 @@ impl CenterObserver for LogCenterObserver {
 /// The config center's shared state.
 pub struct CenterService {
     state: Arc<Mutex<ConfigCenter>>,
+    /// Whether a `Publish` from a network connection is taken (the simulator's center, a
+    /// process of its own) or refused (real mode, where the only publisher is the controller
+    /// in the same process, through [`CenterService::publish`]).
+    remote_publish: bool,
     /// One wake-up channel per subscriber, told of every stored publication in subscription
     /// order. (Not a `watch` channel: its wake-up order comes from tokio's own random number
     /// generator, which the simulator does not control.)
@@ -44,7 +48,26 @@ pub struct CenterService {
 impl CenterService {
     /// A service over `state` (which may outlive it, as a disk does).
     pub fn new(state: Arc<Mutex<ConfigCenter>>, observer: Arc<dyn CenterObserver>) -> Arc<Self> {
+        Self::with_remote_publish(state, observer, true)
+    }
+
+    /// A center that takes publications only from its own process ([`CenterService::publish`]):
+    /// a `Publish` from the network is refused, so no one who can reach the port can change a
+    /// route.
+    pub fn closed_to_publications(
+        state: Arc<Mutex<ConfigCenter>>,
+        observer: Arc<dyn CenterObserver>,
+    ) -> Arc<Self> {
+        Self::with_remote_publish(state, observer, false)
+    }
+
+    fn with_remote_publish(
+        state: Arc<Mutex<ConfigCenter>>,
+        observer: Arc<dyn CenterObserver>,
+        remote_publish: bool,
+    ) -> Arc<Self> {
         Arc::new(CenterService {
+            remote_publish,
             state,
             subscribers: Mutex::new(Vec::new()),
             observer,
@@ -62,13 +85,22 @@ impl CenterService {
     async fn serve_connection(self: Arc<Self>, mut stream: TcpStream) {
         loop {
             match read_frame(&mut stream).await {
+                Ok(Message::Publish(publish)) if !self.remote_publish => {
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(%peer, epoch = %publish.epoch, users = publish.configs.len(), "refused a publication from the network: only this process's controller publishes");
+                    let epoch = self.state.lock().expect("center lock").epoch();
+                    let reply = crate::protocol::PublishReply {
+                        epoch,
+                        stored: false,
+                    };
+                    let _ = write_frame(&mut stream, &Message::PublishReply(reply)).await;
+                    return;
+                }
                 Ok(Message::Publish(publish)) => {
-                    let reply = self.state.lock().expect("center lock").publish(publish);
-                    self.observer.on_publish(reply.epoch, reply.stored);
-                    if reply.stored {
-                        let mut subscribers = self.subscribers.lock().expect("center lock");
-                        subscribers.retain(|s| s.send(()).is_ok());
-                    }
+                    let reply = self.publish(publish);
                     if write_frame(&mut stream, &Message::PublishReply(reply))
                         .await
                         .is_err()
@@ -83,6 +115,17 @@ impl CenterService {
                 Ok(_) | Err(_) => return,
             }
         }
+    }
+
+    /// Stores `publish` (unless it is older than what is held) and wakes every subscriber.
+    pub fn publish(&self, publish: crate::protocol::Publish) -> crate::protocol::PublishReply {
+        let reply = self.state.lock().expect("center lock").publish(publish);
+        self.observer.on_publish(reply.epoch, reply.stored);
+        if reply.stored {
+            let mut subscribers = self.subscribers.lock().expect("center lock");
+            subscribers.retain(|s| s.send(()).is_ok());
+        }
+        reply
     }
 
     fn ack(&self, user: UserId, epoch: Epoch) {

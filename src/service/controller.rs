@@ -34,6 +34,44 @@ pub trait NodeLink: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<NodeReport, NoReport>> + Send + '_>>;
 }
 
+/// How the controller reaches the config center: a publication in, the center's reply out
+/// (`None`: no reply in time). The simulator's center is a process of its own, reached over
+/// TCP ([`Peer`]); a real controller publishes to the center in its own process.
+pub trait CenterLink: Send + Sync {
+    /// Delivers `publish`.
+    fn publish(
+        &self,
+        publish: crate::protocol::Publish,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<crate::protocol::PublishReply>> + Send + '_>>;
+}
+
+impl CenterLink for Peer {
+    fn publish(
+        &self,
+        publish: crate::protocol::Publish,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<crate::protocol::PublishReply>> + Send + '_>> {
+        Box::pin(async move {
+            match self.call(&Message::Publish(publish), timeout).await {
+                Ok(Message::PublishReply(reply)) => Some(reply),
+                _ => None,
+            }
+        })
+    }
+}
+
+impl CenterLink for crate::service::config_center::CenterService {
+    fn publish(
+        &self,
+        publish: crate::protocol::Publish,
+        _timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Option<crate::protocol::PublishReply>> + Send + '_>> {
+        let reply = crate::service::config_center::CenterService::publish(self, publish);
+        Box::pin(std::future::ready(Some(reply)))
+    }
+}
+
 /// Why a heartbeat got no report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoReport {
@@ -146,6 +184,8 @@ pub struct ControllerOptions {
     pub config_center: String,
     /// Links replacing the TCP [`Peer`] for some nodes (all of them, in the real controller).
     links: BTreeMap<NodeId, Arc<dyn NodeLink>>,
+    /// The config center in this process, replacing the TCP [`Peer`] to `config_center`.
+    center_link: Option<Arc<dyn CenterLink>>,
     #[cfg(feature = "mutants")]
     mutation: crate::controller::Mutation,
 }
@@ -158,6 +198,7 @@ impl ControllerOptions {
             topology,
             config_center,
             links: BTreeMap::new(),
+            center_link: None,
             #[cfg(feature = "mutants")]
             mutation: crate::controller::Mutation::None,
         }
@@ -174,6 +215,12 @@ impl ControllerOptions {
     #[cfg(feature = "mutants")]
     pub fn mutation(&self) -> crate::controller::Mutation {
         self.mutation
+    }
+
+    /// Publishes to `center` (in this process) instead of over TCP to `config_center`.
+    pub fn with_center_link(mut self, center: Arc<dyn CenterLink>) -> ControllerOptions {
+        self.center_link = Some(center);
+        self
     }
 
     /// Breaks the controller on purpose (simulator builds only).
@@ -218,6 +265,7 @@ pub async fn run_controller(
         topology,
         config_center,
         mut links,
+        center_link,
         ..
     } = options;
     let now = clock.now();
@@ -231,7 +279,7 @@ pub async fn run_controller(
             (node, link)
         })
         .collect();
-    let center = Arc::new(Peer::new(config_center));
+    let center = center_link.unwrap_or_else(|| Arc::new(Peer::new(config_center)));
     let timeout = params.heartbeat_timeout();
     let mut controller = match saved {
         Some(durable) => Controller::restore(params, topology, durable, now),
@@ -360,7 +408,7 @@ fn save(store: Arc<dyn Store>, state: Durable) -> SaveFuture {
 /// center, each on a task of its own whose answer comes back as an input.
 struct Effects {
     peers: BTreeMap<NodeId, Arc<dyn NodeLink>>,
-    center: Arc<Peer>,
+    center: Arc<dyn CenterLink>,
     inputs: mpsc::UnboundedSender<Input>,
     timeout: Duration,
 }
@@ -384,8 +432,8 @@ impl Effects {
             Action::Publish { epoch, configs } => {
                 let center = self.center.clone();
                 tokio::spawn(async move {
-                    let request = Message::Publish(crate::protocol::Publish { epoch, configs });
-                    if let Ok(Message::PublishReply(reply)) = center.call(&request, timeout).await {
+                    let publish = crate::protocol::Publish { epoch, configs };
+                    if let Some(reply) = center.publish(publish, timeout).await {
                         let _ = inputs.send(Input::Published(reply));
                     }
                 });
