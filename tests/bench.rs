@@ -17,7 +17,7 @@ fn scenarios() -> &'static Path {
 fn the_grid_is_every_interval_and_loss_plus_the_quiet_runs() {
     let configs = bench::configs(scenarios()).expect("the shipped scenarios load");
     let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(configs.len(), 12, "{names:?}");
+    assert_eq!(configs.len(), 13, "{names:?}");
     assert!(
         names.contains(&"detection/interval=500ms/loss=5%"),
         "{names:?}"
@@ -114,4 +114,22 @@ fn the_bare_loop_refuses_what_it_does_not_model() {
     let scenario = Scenario::load(&file).expect("loads");
     let error = standby_sim::bare::run(&scenario, 1).expect_err("a partition");
     assert!(error.contains("crash faults only"), "{error}");
+}
+
+/// The leader-loss configuration measures a takeover on every seed: the leader is killed,
+/// another replica acts within the etcd lease TTL and an interval, and the failover it
+/// inherited still happens once.
+#[test]
+fn a_leader_loss_config_measures_every_takeover() {
+    let config = bench::config(scenarios(), "leader-loss/ttl=3s").expect("known");
+    assert_eq!(config.kind, Kind::LeaderLoss);
+    let result = bench::run_config(&config, &[1, 2, 3], 1, &|_| {});
+    assert_eq!(result.failures.len(), 0, "{:?}", result.failures);
+    assert_eq!((result.seeds, result.failovers), (3, 3));
+    assert!(result.takeover_ms.max > 0, "{:?}", result.takeover_ms);
+    assert!(
+        result.takeover_max_ratio <= 1.0,
+        "a takeover past TTL + interval: {:?}",
+        result.takeover_ms
+    );
 }

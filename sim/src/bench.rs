@@ -1,7 +1,7 @@
 //! Benchmarks in simulated time (`cargo sim bench`, and the criterion benches): detection
 //! latency, RTO and RPO on `primary-majority-crash` over a grid of heartbeat intervals and
-//! packet loss; false failovers on `steady-state` under packet loss with jitter; and the
-//! simulator's own speed. Every configuration is a shipped scenario with a few settings
+//! packet loss; false failovers on `steady-state` under packet loss with jitter; the takeover
+//! after the leading controller replica is killed; and the simulator's own speed. Every configuration is a shipped scenario with a few settings
 //! changed, named so that `cargo sim replay --bench NAME --seed S` rebuilds it exactly.
 
 use crate::campaign::{run_seeds, Failure, Percentiles, SeedRun};
@@ -25,6 +25,9 @@ pub const JITTER_MS: [u64; 2] = [1, 30];
 pub const DETECTION_SCENARIO: &str = "primary-majority-crash.toml";
 /// The scenario the false-failover runs are built on.
 pub const QUIET_SCENARIO: &str = "steady-state.toml";
+/// The scenario the leader-loss runs are built on: three replicas, the leader killed as it
+/// starts a failover (which its successor must finish, once).
+pub const LEADER_LOSS_SCENARIO: &str = "leader-killed-mid-failover.toml";
 
 /// What a configuration measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,6 +37,8 @@ pub enum Kind {
     Detection,
     /// No failure at all: any failover is a false one.
     FalseFailovers,
+    /// The leading controller replica killed: the takeover by another.
+    LeaderLoss,
 }
 
 /// One benchmark configuration.
@@ -77,6 +82,7 @@ pub fn quiet_scenario(base: &Scenario, loss: f64) -> Scenario {
 pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
     let load = |file: &str| Scenario::load(&dir.join(file)).map_err(|e| e.to_string());
     let (crash, quiet) = (load(DETECTION_SCENARIO)?, load(QUIET_SCENARIO)?);
+    let mut leader_loss = load(LEADER_LOSS_SCENARIO)?;
     let mut configs = Vec::new();
     for interval in INTERVALS_MS {
         for loss in LOSS_PERCENT {
@@ -96,6 +102,15 @@ pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
             scenario,
         });
     }
+    leader_loss.name = format!(
+        "leader-loss/ttl={}s",
+        leader_loss.control_plane.etcd_lease_ttl_s
+    );
+    configs.push(BenchConfig {
+        name: leader_loss.name.clone(),
+        kind: Kind::LeaderLoss,
+        scenario: leader_loss,
+    });
     Ok(configs)
 }
 
@@ -147,6 +162,12 @@ pub struct BenchResult {
     pub detection_max_ratio: f64,
     /// From the true failure to the last user's acknowledgement of the new config, ms.
     pub rto_ms: Percentiles,
+    /// From a leading replica's loss to another replica's first action, ms.
+    pub takeover_ms: Percentiles,
+    /// Takeover p99 over `etcd_lease_ttl + heartbeat_interval` (the target: at most 1).
+    pub takeover_p99_ratio: f64,
+    /// Takeover max over the same.
+    pub takeover_max_ratio: f64,
     /// Acknowledged writes lost per seed (async replication).
     pub rpo_writes: Percentiles,
     /// The span of the lost writes' acknowledgements per seed, ms.
@@ -182,6 +203,8 @@ fn summarise(config: &BenchConfig, runs: &[SeedRun], wall_s: f64, jobs: usize) -
     let measures = || runs.iter().map(|r| &r.verdict.measures);
     let detection = Percentiles::of(measures().flat_map(|m| m.detection_ms.clone()).collect());
     let bound = (p.heartbeat_timeout_ms + p.heartbeat_interval_ms) as f64;
+    let takeover = Percentiles::of(measures().flat_map(|m| m.takeover_ms.clone()).collect());
+    let takeover_bound = (s.control_plane.etcd_lease_ttl_s * 1000 + p.heartbeat_interval_ms) as f64;
     let simulated = (s.duration_s as f64 + DRAIN.as_secs_f64()) * runs.len() as f64;
     let per_job = wall_s * jobs as f64;
     BenchResult {
@@ -200,6 +223,9 @@ fn summarise(config: &BenchConfig, runs: &[SeedRun], wall_s: f64, jobs: usize) -
         detection_p99_ratio: detection.p99 as f64 / bound,
         detection_max_ratio: detection.max as f64 / bound,
         rto_ms: Percentiles::of(measures().flat_map(|m| m.rto_ms.clone()).collect()),
+        takeover_ms: takeover,
+        takeover_p99_ratio: takeover.p99 as f64 / takeover_bound,
+        takeover_max_ratio: takeover.max as f64 / takeover_bound,
         rpo_writes: Percentiles::of(measures().map(|m| m.lost_writes).collect()),
         rpo_span_ms: Percentiles::of(measures().map(|m| m.lost_span_ms).collect()),
         wall_s,

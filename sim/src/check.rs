@@ -52,6 +52,9 @@ pub struct Measures {
     pub detection_ms: Vec<u64>,
     /// Per failover: from the true failure to the last user's ack of the new epoch, in ms.
     pub rto_ms: Vec<u64>,
+    /// Per loss of the leading replica (killed, deposed, expired): from then to the first
+    /// action (a heartbeat, as a rule) of another replica, in ms.
+    pub takeover_ms: Vec<u64>,
     /// Acknowledged writes missing from the final primary.
     pub lost_writes: u64,
     /// The span of their acknowledgement times, in ms.
@@ -686,8 +689,15 @@ impl Checker<'_> {
         let mut m = Measures::default();
         let mut promoted = BTreeSet::new();
         let durable = self.durable_epochs();
+        let mut lost: Option<(Time, u16)> = None;
         for (t, event) in self.events() {
             match event {
+                Event::LeadLost { replica, .. } => lost = lost.or(Some((t, *replica))),
+                Event::Acting { replica, .. } if lost.is_some_and(|(_, r)| r != *replica) => {
+                    let (since, _) = lost.take().expect("checked");
+                    m.takeover_ms
+                        .push(t.saturating_since(since).as_millis() as u64);
+                }
                 Event::Controller(Note::FailoverStarted { cluster }) => {
                     // The controller acts on heartbeats up to a timeout and its debounce
                     // rounds old: a failure that healed within that span still explains it.

@@ -749,7 +749,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
         "seeds",
         "fail-",
         "false",
-        "detection ms",
+        "detect|takeover",
         "p99 / max",
         "RTO ms",
         "RPO writes",
@@ -764,7 +764,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
         "overs",
         "",
         "p50/p99/max",
-        "of t+i",
+        "of t+i|ttl+i",
         "p50/p99",
         "p50/p99/max",
         "max ms",
@@ -781,6 +781,13 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
                 r.rpo_span_ms.max.to_string(),
             ),
             Kind::FalseFailovers => Default::default(),
+            Kind::LeaderLoss => (
+                ms(r.takeover_ms),
+                format!("{:.2}/{:.2}", r.takeover_p99_ratio, r.takeover_max_ratio),
+                format!("{}/{}", r.rto_ms.p50, r.rto_ms.p99),
+                ms(r.rpo_writes),
+                r.rpo_span_ms.max.to_string(),
+            ),
         };
         println!(
             "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7.0}x {:>9.1}",

@@ -501,11 +501,27 @@ impl World {
         for r in replicas {
             let id = self.replicas[r as usize].id();
             match (hit, heal) {
-                (Hit::Crash, false) => self.handle.kill(id),
+                (Hit::Crash, false) => {
+                    self.handle.kill(id);
+                    self.killed_leader(r);
+                }
                 (Hit::Crash, true) => self.handle.restart(id),
                 (Hit::Pause, false) => self.handle.pause(id),
                 (Hit::Pause, true) => self.handle.resume(id),
             }
+        }
+    }
+
+    /// A killed replica that led stops leading there and then (a paused one stops when it
+    /// resumes, and says so itself): the leader-loss benchmark measures from this event.
+    fn killed_leader(&self, replica: u16) {
+        let mut leader = self.shared.leader.lock().expect("leader");
+        if *leader == Some(replica) {
+            *leader = None;
+            self.trace.record(Event::LeadLost {
+                replica,
+                why: "killed".into(),
+            });
         }
     }
 
