@@ -283,6 +283,16 @@ impl World {
         }
     }
 
+    /// A world with a first leader in epoch 1 and user 0 writing to a/0 through every
+    /// replica's config center (20 writes acknowledged already): the leader's index too.
+    async fn writing(name: &str) -> (World, usize, FollowingWriter) {
+        let world = World::start(name).await;
+        let (leader, _) = (world.leader(None, "a first leader", |s| steady(s, 1, "a"))).await;
+        let writer = start_following_writer_on(world.centers()).await;
+        acked(&writer.log, 1, NodeId::new(Cluster::A, 0), 20).await;
+        (world, leader, writer)
+    }
+
     fn centers(&self) -> Vec<String> {
         self.replicas.iter().map(|r| r.center.clone()).collect()
     }
@@ -409,13 +419,8 @@ async fn the_leader_killed_as_the_primary_fails_is_replaced_and_fails_over_once(
 /// go on to a/0 once the new leader grants its leases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_paused_past_its_lease_is_replaced_without_a_failover() {
-    let world = World::start("ha-pause").await;
-    let (leader, _) = world
-        .leader(None, "a first leader", |s| steady(s, 1, "a"))
-        .await;
+    let (world, leader, writer) = World::writing("ha-pause").await;
     let a0 = NodeId::new(Cluster::A, 0);
-    let writer = start_following_writer_on(world.centers()).await;
-    acked(&writer.log, 1, a0, 20).await;
 
     world.replicas[leader].signal("STOP");
     let (next, _) = (world.leader(Some(leader), "a new leader", |s| steady(s, 1, "a"))).await;
@@ -443,13 +448,8 @@ async fn a_leader_paused_past_its_lease_is_replaced_without_a_failover() {
 /// epoch. After the heal the cut replica stands by.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_cut_from_etcd_stands_down_and_another_leads() {
-    let world = World::start("ha-cut").await;
-    let (leader, _) = world
-        .leader(None, "a first leader", |s| steady(s, 1, "a"))
-        .await;
+    let (world, leader, writer) = World::writing("ha-cut").await;
     let a0 = NodeId::new(Cluster::A, 0);
-    let writer = start_following_writer_on(world.centers()).await;
-    acked(&writer.log, 1, a0, 20).await;
 
     world.replicas[leader].relay.set_cut(true);
     let (next, _) = (world.leader(Some(leader), "a new leader", |s| steady(s, 1, "a"))).await;

@@ -772,22 +772,22 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
         "per job"
     );
     for r in results {
+        // The latency column: detection, or the takeover of a leader loss.
+        let columns = |latency, p99: f64, max: f64| {
+            (
+                ms(latency),
+                format!("{p99:.2}/{max:.2}"),
+                format!("{}/{}", r.rto_ms.p50, r.rto_ms.p99),
+                ms(r.rpo_writes),
+                r.rpo_span_ms.max.to_string(),
+            )
+        };
         let (detection, ratio, rto, rpo, span) = match r.kind {
-            Kind::Detection => (
-                ms(r.detection_ms),
-                format!("{:.2}/{:.2}", r.detection_p99_ratio, r.detection_max_ratio),
-                format!("{}/{}", r.rto_ms.p50, r.rto_ms.p99),
-                ms(r.rpo_writes),
-                r.rpo_span_ms.max.to_string(),
-            ),
+            Kind::Detection => {
+                columns(r.detection_ms, r.detection_p99_ratio, r.detection_max_ratio)
+            }
             Kind::FalseFailovers => Default::default(),
-            Kind::LeaderLoss => (
-                ms(r.takeover_ms),
-                format!("{:.2}/{:.2}", r.takeover_p99_ratio, r.takeover_max_ratio),
-                format!("{}/{}", r.rto_ms.p50, r.rto_ms.p99),
-                ms(r.rpo_writes),
-                r.rpo_span_ms.max.to_string(),
-            ),
+            Kind::LeaderLoss => columns(r.takeover_ms, r.takeover_p99_ratio, r.takeover_max_ratio),
         };
         println!(
             "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7.0}x {:>9.1}",
