@@ -513,6 +513,48 @@ async fn standing_by(replica: &Replica, cut: bool) {
     }
 }
 
+/// A leader stopped with SIGTERM (a supervisor's stop, a rolling restart) stops acting and
+/// gives its etcd lease back before it exits: its candidate key is gone at once, so the next
+/// replica need not wait out the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_stopped_with_sigterm_gives_its_lease_back() {
+    let mut world = World::start("ha-term").await;
+    let (leader, _) = world
+        .leader(None, "a first leader", |s| steady(s, 1, "a"))
+        .await;
+    world.replicas[leader].signal("TERM");
+    let mut child = world.replicas[leader].child.take().expect("running");
+    let deadline = Instant::now() + SETTLE;
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not exit on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    let mut etcd = etcd_client::Client::connect([world._etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let options = etcd_client::GetOptions::new().with_prefix();
+    let candidates = etcd.get("standby/leader", Some(options)).await.unwrap();
+    let name = world.replicas[leader].name.as_bytes();
+    let left: Vec<_> = (candidates.kvs().iter())
+        .filter(|kv| kv.value() == name)
+        .map(|kv| kv.key_str().unwrap_or("?").to_string())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the stopped leader's candidate keys: {left:?}"
+    );
+    world
+        .leader(Some(leader), "a new leader", |s| steady(s, 1, "a"))
+        .await;
+}
+
 /// Every acknowledged write in `outcomes` is on the server at `address`.
 async fn every_ack_on(outcomes: &[Outcome], address: &str) {
     let mut server = connect(address, Some(WRITER)).await.unwrap();

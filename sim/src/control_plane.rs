@@ -99,7 +99,9 @@ pub fn spawn_replica(
             let observer: Arc<dyn ControllerObserver> = observer.clone();
             async move {
                 let make = move |_: &_| options();
-                run_replica(replica_name(replica), etcd, make, clock, observer).await
+                // A simulated replica is never asked to stop: it is killed, or runs to the end.
+                let (_never, stop) = tokio::sync::watch::channel(false);
+                run_replica(replica_name(replica), etcd, make, clock, observer, stop).await
             }
         })
         .build()

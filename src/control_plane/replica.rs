@@ -4,23 +4,29 @@
 use super::lead::campaign;
 use super::store::{EtcdStore, Guarded};
 use super::{connect, EtcdOptions, LeadError};
-use crate::service::controller::{run_controller, ControllerObserver, ControllerOptions, Store};
+use crate::service::controller::{
+    run_controller, ControllerObserver, ControllerOptions, Stopped, Store,
+};
 use crate::time::Clock;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How long a replica waits after a failed term (etcd unreachable, lead lost) before it
 /// tries again.
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Runs replica `name` until the task is dropped. `options` makes the controller's options
-/// for each term it leads, given that term's guarded writes.
+/// Runs replica `name` until the task is dropped, or until `stop` says `true`: then a
+/// leader stops acting and gives its lease back (its successor need not wait out the TTL),
+/// and this returns. `options` makes the controller's options for each term it leads, given
+/// that term's guarded writes.
 pub async fn run_replica(
     name: String,
     etcd: EtcdOptions,
     options: impl Fn(&Guarded) -> ControllerOptions,
     clock: Clock,
     observer: Arc<dyn ControllerObserver>,
+    stop: watch::Receiver<bool>,
 ) {
     let memory = Memory::default();
     loop {
@@ -30,9 +36,21 @@ pub async fn run_replica(
             clock: &clock,
             memory: &memory,
         };
-        let why = term.lead(&options, observer.clone()).await;
+        let Some(why) = term.lead(&options, observer.clone(), &stop).await else {
+            tracing::info!(replica = %name, "stopped");
+            return;
+        };
         tracing::info!(replica = %name, %why, "not leading");
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Completes once `stop` says `true` (never, if its sender is gone without saying so).
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -46,27 +64,40 @@ struct Term<'a> {
 }
 
 impl Term<'_> {
-    /// Connects, wins the election, and runs the controller from etcd's state until it stops.
+    /// Connects, wins the election, and runs the controller from etcd's state until it stops
+    /// (then why), or until `stop` (then `None`, its lease given back if it led).
     async fn lead(
         &self,
         options: &impl Fn(&Guarded) -> ControllerOptions,
         observer: Arc<dyn ControllerObserver>,
-    ) -> crate::service::controller::Stopped {
+        stop: &watch::Receiver<bool>,
+    ) -> Option<Stopped> {
         let client = match connect(self.etcd).await {
             Ok(client) => client,
-            Err(why) => return why.into(),
+            Err(why) => return Some(why.into()),
         };
-        let lead = match campaign(&client, self.etcd, self.name, self.clock).await {
+        let campaign = campaign(&client, self.etcd, self.name, self.clock);
+        let lead = tokio::select! {
+            biased;
+            _ = stopped(stop.clone()) => return None,
+            lead = campaign => lead,
+        };
+        let lead = match lead {
             Ok(lead) => lead,
-            Err(why) => return why.into(),
+            Err(why) => return Some(why.into()),
         };
         let store = Arc::new(EtcdStore::new(client, self.etcd.clone(), lead));
         let options = options(&store.guarded());
         let acting = self.store_for(&options, store.clone());
-        let why = run_controller(options, self.clock.clone(), acting, observer).await;
-        // Deposed or past its deadline, it acts no more; revoking its lease only spares the
-        // next leader the wait for the TTL.
-        if why != LeadError::Deposed.into() {
+        let controller = run_controller(options, self.clock.clone(), acting, observer);
+        let why = tokio::select! {
+            biased;
+            _ = stopped(stop.clone()) => None,
+            why = controller => Some(why),
+        };
+        // Stopped, deposed or past its deadline, it acts no more; revoking its lease spares
+        // the next leader the wait for the TTL (a deposed one has none left to give).
+        if why != Some(LeadError::Deposed.into()) {
             if let Ok(store) = Arc::try_unwrap(store) {
                 store.resign().await;
             }

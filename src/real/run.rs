@@ -164,6 +164,9 @@ impl Bound {
         )
         .with_links(links)
         .with_center_link(center_service);
+        // A replica asked to stop gives its etcd lease back first, within this long.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut grace = std::time::Duration::ZERO;
         let running = match mode {
             Mode::Alone(store) => {
                 tracing::info!(
@@ -203,7 +206,8 @@ impl Bound {
                     term.begin(guarded.clone());
                     options.clone()
                 };
-                let run = run_replica(name, etcd, per_term, Clock::new(0), observer);
+                grace = etcd.call_timeout * 2;
+                let run = run_replica(name, etcd, per_term, Clock::new(0), observer, stopping);
                 Box::pin(async move {
                     run.await;
                     "the replica stopped".to_string()
@@ -213,10 +217,14 @@ impl Bound {
         let mut controller = tokio::spawn(running);
         tokio::select! {
             _ = shutdown => {
-                // Awaited, so that its state file (and the file's lock) is closed on return:
-                // a controller started next in this process may open it at once.
-                controller.abort();
-                let _ = (&mut controller).await;
+                // A replica stops acting and revokes its lease (bounded); then everything is
+                // aborted and awaited, so that a state file (and the file's lock) is closed on
+                // return: a controller started next in this process may open it at once.
+                let _ = stop.send(true);
+                if tokio::time::timeout(grace, &mut controller).await.is_err() {
+                    controller.abort();
+                    let _ = (&mut controller).await;
+                }
                 tracing::info!("controller stopped");
                 Ok(())
             }
