@@ -367,17 +367,12 @@ fn acks_in(log: &std::sync::Mutex<Vec<Outcome>>, epoch: u64) -> usize {
 /// moves to b by itself; every write it saw acknowledged is on b/0 or in a/0's quarantine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_leader_killed_as_the_primary_fails_is_replaced_and_fails_over_once() {
-    let mut world = World::start("ha-kill").await;
-    let (leader, _) = world
-        .leader(None, "a first leader", |s| steady(s, 1, "a"))
-        .await;
+    let (mut world, leader, writer) = World::writing("ha-kill").await;
     let (a0, a1, b0) = (
         NodeId::new(Cluster::A, 0),
         NodeId::new(Cluster::A, 1),
         NodeId::new(Cluster::B, 0),
     );
-    let writer = start_following_writer_on(world.centers()).await;
-    acked(&writer.log, 1, a0, 20).await;
 
     world.servers.kill(a0);
     world.servers.kill(a1);

@@ -9,20 +9,10 @@ use crate::real::status::{
     unix_ms, ControlPlaneStatus, PlaneSnapshot, ReplicaStatus, Snapshot, Status,
 };
 use etcd_client::{Client, GetOptions, PutOptions};
-use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime};
 
 /// How often a replica reads etcd for its status, and renews its entry there.
 const EVERY: Duration = Duration::from_secs(1);
-
-/// What a replica says about itself in etcd, at `<prefix>/replicas/<name>`, under a lease of
-/// its own: the entry of a replica that dies goes with its lease.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Entry {
-    name: String,
-    state: String,
-    status: String,
-}
 
 /// A replica's report of itself, kept up in etcd.
 pub struct Reporter {
@@ -98,7 +88,9 @@ impl Reporter {
         let client = session.client.clone().expect("connected");
         let lease = self.renew(&client, session).await?;
         let leading = self.snapshot.lock().expect("status lock").is_some();
-        let entry = Entry {
+        // What a replica says about itself in etcd, at `<prefix>/replicas/<name>`, under a
+        // lease of its own: the entry of a replica that dies goes with its lease.
+        let entry = ReplicaStatus {
             name: self.name.clone(),
             state: if leading { "leading" } else { "standing by" }.into(),
             status: self.status_address.clone(),
@@ -172,12 +164,7 @@ async fn replicas(client: &Client, options: &EtcdOptions) -> Result<Vec<ReplicaS
     let get = kv.get(prefix, Some(GetOptions::new().with_prefix()));
     let found = call(options, "replicas", get).await?;
     let mut replicas: Vec<ReplicaStatus> = (found.kvs().iter())
-        .filter_map(|kv| serde_json::from_slice::<Entry>(kv.value()).ok())
-        .map(|entry| ReplicaStatus {
-            name: entry.name,
-            state: entry.state,
-            status: entry.status,
-        })
+        .filter_map(|kv| serde_json::from_slice(kv.value()).ok())
         .collect();
     replicas.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(replicas)
