@@ -65,11 +65,16 @@ pub enum Mutation {
     /// A replica that takes the lead acts on the state it held when it last led, instead of
     /// restoring the durable state from etcd first.
     ActsBeforeRestore,
+    /// The leader publishes into its own replica's config center only, not into etcd: the
+    /// centers of the replicas standing by never learn a new config.
+    PublishSkipsEtcd,
+    /// A replica that cannot reach etcd never raises the alarm that says so.
+    NoEtcdAlarm,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 21] = [
+    pub const ALL: [Mutation; 23] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -91,6 +96,8 @@ impl Mutation {
         Mutation::DeposedKeepsActing,
         Mutation::TakeoverSkipsLeaseWait,
         Mutation::ActsBeforeRestore,
+        Mutation::PublishSkipsEtcd,
+        Mutation::NoEtcdAlarm,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -118,6 +125,8 @@ impl Mutation {
             Mutation::DeposedKeepsActing => "deposed-keeps-acting",
             Mutation::TakeoverSkipsLeaseWait => "takeover-skips-lease-wait",
             Mutation::ActsBeforeRestore => "acts-before-restore",
+            Mutation::PublishSkipsEtcd => "publish-skips-etcd",
+            Mutation::NoEtcdAlarm => "no-etcd-alarm",
         }
     }
 

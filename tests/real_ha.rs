@@ -179,6 +179,8 @@ struct Replica {
     center: String,
     relay: Relay,
     child: Option<Child>,
+    /// Where its alarm command writes each event.
+    alarms: PathBuf,
 }
 
 impl Replica {
@@ -188,7 +190,14 @@ impl Replica {
         let name = format!("controller-{index}");
         let (status, center) = (free_port(), free_port());
         let relay = Relay::start(etcd.endpoint.clone()).await;
+        // Its alarm events go to a file of its own, one JSON object a line.
+        let alarms = dir.join(format!("{name}.alarms.jsonl"));
+        let alarm_command = format!(
+            "[controller]\nalarm_command = [\"sh\", \"-c\", \"cat >> {}\"]",
+            alarms.display()
+        );
         let config = controller_config(dir, servers)
+            .replacen("[controller]", &alarm_command, 1)
             .replace(&format!("state_file = \"{}/state.json\"\n", dir.display()), "")
             .replace(
                 "status_listen = \"127.0.0.1:0\"",
@@ -206,6 +215,7 @@ impl Replica {
         std::fs::write(&file, config).unwrap();
         let mut replica = Replica {
             log: dir.join(format!("{name}.log")),
+            alarms,
             name,
             config: file,
             status: format!("127.0.0.1:{status}"),
@@ -408,6 +418,81 @@ async fn the_leader_killed_as_the_primary_fails_is_replaced_and_fails_over_once(
     every_ack_kept(&outcomes, &world.servers.address(b0), &quarantine).await;
 }
 
+/// The config center lives in etcd: a user that follows one replica standing by, and no
+/// other, gets its first config from there, and the failover's when the leader is SIGKILLed
+/// with the primary (whichever replica leads next). Any replica's status shows the configs
+/// in etcd and the user's acknowledgement of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_user_following_one_replica_standing_by_gets_every_config_from_etcd() {
+    let mut world = World::start("ha-center").await;
+    let (leader, _) = (world.leader(None, "a first leader", |s| steady(s, 1, "a"))).await;
+    let by = (0..3).find(|&i| i != leader).expect("three replicas");
+    let writer = start_following_writer_on(vec![world.replicas[by].center.clone()]).await;
+    let (a0, a1, b0) = (
+        NodeId::new(Cluster::A, 0),
+        NodeId::new(Cluster::A, 1),
+        NodeId::new(Cluster::B, 0),
+    );
+    acked(&writer.log, 1, a0, 20).await;
+    until_configs(&world.replicas[by], 1).await;
+
+    world.servers.kill(a0);
+    world.servers.kill(a1);
+    world.replicas[leader].kill();
+    (world.leader(Some(leader), "a failover by a new leader", |s| s.epoch >= 2)).await;
+    acked(&writer.log, 2, b0, 20).await;
+    let others = (0..3).filter(|&i| i != leader);
+    for i in others {
+        until_configs(&world.replicas[i], 2).await;
+    }
+    writer.stop.store(true, Ordering::Relaxed);
+    writer.task.await.unwrap();
+}
+
+/// Waits (bounded) until `replica`'s alarm command has been given an event of `kind`.
+async fn until_alarm(replica: &Replica, kind: &str) {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let alarms = std::fs::read_to_string(&replica.alarms).unwrap_or_default();
+        let events: Vec<serde_json::Value> = (alarms.lines())
+            .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
+            .collect();
+        if events.iter().any(|e| e.get(kind).is_some()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {kind} alarm event: {alarms}",
+            replica.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (bounded) until `replica`'s status says etcd holds the configs of `epoch`, and user
+/// 0 acknowledged them.
+async fn until_configs(replica: &Replica, epoch: u64) {
+    let deadline = Instant::now() + TAKEOVER;
+    loop {
+        let answer = query(&replica.status, Duration::from_millis(500)).await;
+        let configs = (answer.as_ref().ok())
+            .and_then(|(_, s)| s.control_plane.as_ref())
+            .and_then(|plane| plane.configs.clone());
+        if configs
+            .as_ref()
+            .is_some_and(|c| c.epoch == epoch && c.acknowledged >= 1)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no configs of epoch {epoch} acknowledged in etcd: {answer:?}",
+            replica.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The leader is SIGSTOPped for 5 s (past its etcd lease) while the primary is healthy and a
 /// client writes. Another replica takes the lead in the same epoch; when the old one resumes
 /// it stands down (its deadline has passed) and takes no action. No failover, and the writes
@@ -601,6 +686,8 @@ async fn a_replica_started_with_etcd_unreachable_says_so_and_keeps_trying() {
     }
     let log = std::fs::read_to_string(&replica.log).unwrap();
     assert!(log.contains("etcd does not answer"), "{log}");
+    // A TTL without an answer: the alarm command hears of it.
+    until_alarm(&replica, "EtcdUnreachable").await;
     replica.relay.set_cut(false);
     let deadline = Instant::now() + TAKEOVER;
     loop {
@@ -612,6 +699,7 @@ async fn a_replica_started_with_etcd_unreachable_says_so_and_keeps_trying() {
         assert!(Instant::now() < deadline, "the replica never led");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    until_alarm(&replica, "EtcdReachable").await;
     drop(replica);
     drop(etcd);
     drop(servers);

@@ -103,6 +103,7 @@ scenario_tests! {
     the_last_replica_standing_fails_over => "controller-replica-all-but-one-down-then-primary-fails",
     a_new_leader_after_a_stall_waits_out_its_predecessors_leases => "leader-stalls-while-primary-cut-off",
     an_old_leader_leading_again_restores_its_successors_state => "leader-paused-then-successor-killed",
+    users_cut_from_the_leader_get_the_new_config_from_the_replicas_standing_by => "leader-cut-from-users-while-primary-fails",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

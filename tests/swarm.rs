@@ -34,7 +34,11 @@ fn of_control_plane(f: &Fault) -> bool {
     match &f.kind {
         FaultKind::ReplicaCrash { .. } | FaultKind::ReplicaPause { .. } => true,
         FaultKind::EtcdPause => true,
-        FaultKind::Partition { to, .. } => to.iter().any(|p| p == "etcd"),
+        // A replica cut from etcd, or one replica cut from anything (the swarm's other
+        // partitions name every replica, `controller`).
+        FaultKind::Partition { from, to, .. } => {
+            to.iter().any(|p| p == "etcd") || from.iter().any(|p| p.starts_with("controller/"))
+        }
         _ => false,
     }
 }

@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 21] = [
+pub const MUTANTS: [MutantSpec; 23] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -448,6 +448,16 @@ pub const MUTANTS: [MutantSpec; 21] = [
         Mutation::ActsBeforeRestore,
         "epochs-monotonic",
         "leader-paused-then-successor-killed",
+    ),
+    spec(
+        Mutation::PublishSkipsEtcd,
+        "expectation",
+        "leader-cut-from-users-while-primary-fails",
+    ),
+    spec(
+        Mutation::NoEtcdAlarm,
+        "expectation",
+        "etcd-out-30s-healthy-primary",
     ),
 ];
 

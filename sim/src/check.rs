@@ -65,6 +65,8 @@ pub struct Measures {
     pub second_alarm: bool,
     /// Whether the double-failure state was entered.
     pub double_failure: bool,
+    /// Whether a replica raised the alarm that it cannot reach etcd.
+    pub etcd_alarm: bool,
 }
 
 /// The verdict on one run.
@@ -206,12 +208,13 @@ impl Checker<'_> {
         }
     }
 
-    /// Epochs never go backwards at any node (between wipes), user, the config center or the
+    /// Epochs never go backwards at any node (between wipes), user, replica's config center
+    /// (across its crashes too: it refills from etcd, whose epoch never falls) or the
     /// controller's durable state.
     fn epochs_monotonic(&mut self) {
         let mut nodes: BTreeMap<NodeId, Epoch> = BTreeMap::new();
         let mut users: BTreeMap<UserId, Epoch> = BTreeMap::new();
-        let mut center = Epoch(0);
+        let mut centers: BTreeMap<u16, Epoch> = BTreeMap::new();
         let mut controller = Epoch(0);
         let mut found = Vec::new();
         for (t, event) in self.events() {
@@ -247,15 +250,17 @@ impl Checker<'_> {
                     controller = controller.max(*epoch);
                 }
                 Event::CenterPublished {
+                    replica,
                     epoch,
                     stored: true,
                 } => {
-                    if *epoch < center {
+                    let center = centers.entry(*replica).or_default();
+                    if epoch < center {
                         found.push(format!(
-                            "config center stored epoch {epoch} after {center} at {t}"
+                            "config center of controller/{replica} stored epoch {epoch} after {center} at {t}"
                         ));
                     }
-                    center = center.max(*epoch);
+                    *center = (*center).max(*epoch);
                 }
                 _ => {}
             }
@@ -504,9 +509,25 @@ impl Checker<'_> {
                 alarm.id, alarm.kind, alarm.cluster
             ));
         }
+        found.extend(self.etcd_alarms_open());
         for message in found.into_iter().take(4) {
             self.fail("convergence", message);
         }
+    }
+
+    /// Each replica whose etcd alarm is still raised at the end (etcd is back by then).
+    fn etcd_alarms_open(&self) -> Vec<String> {
+        let mut open: BTreeMap<u16, Time> = BTreeMap::new();
+        for (t, event) in self.events() {
+            match event {
+                Event::EtcdUnreachable { replica, .. } => open.insert(*replica, t),
+                Event::EtcdReachable { replica } => open.remove(replica),
+                _ => None,
+            };
+        }
+        (open.into_iter())
+            .map(|(r, t)| format!("controller/{r} still says etcd is unreachable (since {t})"))
+            .collect()
     }
 
     /// After a publication, every user applies it within the bound, and no user writes with
@@ -659,9 +680,12 @@ impl Checker<'_> {
                     .iter()
                     .any(|&(s, e)| s <= deadline && e.is_none_or(|e| e > start));
                 if !backup_down_meanwhile {
-                    let promoted = promotions
-                        .iter()
-                        .any(|&(t, c)| c == other && t >= start && t <= deadline);
+                    // A promotion decided just before the failure and made durable after
+                    // its start counts (swarm seed 6369: the truth saw the primary fail
+                    // between the two).
+                    let within =
+                        |&(t, c): &(Time, Cluster)| c == other && t >= start && t <= deadline;
+                    let promoted = promotions.iter().any(within) || primaries.iter().any(within);
                     if !promoted {
                         found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline}"));
                     }
@@ -729,6 +753,7 @@ impl Checker<'_> {
                     }
                 }
                 Event::Controller(Note::DoubleFailure) => m.double_failure = true,
+                Event::EtcdUnreachable { .. } => m.etcd_alarm = true,
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
                     m.second_alarm = true
                 }
@@ -746,7 +771,7 @@ impl Checker<'_> {
     fn rto(&self, since: Time, epoch: Epoch) -> Option<u64> {
         let mut acked: BTreeMap<UserId, Time> = BTreeMap::new();
         for (t, event) in self.events() {
-            if let Event::CenterAck { user, epoch: e } = event {
+            if let Event::CenterAck { user, epoch: e, .. } = event {
                 if *e >= epoch {
                     acked.entry(*user).or_insert(t);
                 }
@@ -817,6 +842,12 @@ impl Checker<'_> {
             problems.push(format!(
                 "expected double failure = {want}, saw {}",
                 m.double_failure
+            ));
+        }
+        if let Some(want) = e.etcd_alarm.filter(|&w| w != m.etcd_alarm) {
+            problems.push(format!(
+                "expected the etcd alarm raised = {want}, saw {}",
+                m.etcd_alarm
             ));
         }
         if let Some(max) = e.detection_ms_max {

@@ -5,22 +5,33 @@
 
 use crate::trace::{Event, Trace};
 use madsim::runtime::{Handle, NodeHandle};
+use standby::config_center::ConfigCenter;
 use standby::control_plane::replica::run_replica;
 use standby::control_plane::EtcdOptions;
-use standby::controller::{Action, Controller, Durable};
+use standby::controller::{Action, Controller, Durable, Mutation};
+use standby::service::config_center::{CenterObserver, CenterService};
 use standby::service::controller::{ControllerObserver, ControllerOptions, Stopped};
+use standby::service::Tasks;
 use standby::time::{Clock, Time};
-use standby::types::Epoch;
+use standby::types::{Epoch, UserId};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::net::TcpListener;
 
 const ETCD_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
 const ETCD_PORT: u16 = 2379;
+/// Where each replica's config center listens, on the replica's address.
+const CENTER_PORT: u16 = 7001;
 
 /// Replica `r`'s address.
 pub fn replica_ip(replica: u16) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 1, replica as u8 + 1)
+}
+
+/// Replica `r`'s config center's address.
+pub fn center_address(replica: u16) -> String {
+    format!("{}:{CENTER_PORT}", replica_ip(replica))
 }
 
 /// Replica `r`'s name: its node's name, and its value in the election.
@@ -59,7 +70,7 @@ pub fn spawn_etcd(handle: &Handle) -> NodeHandle {
 }
 
 /// The etcd options every replica of a scenario uses.
-pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32) -> EtcdOptions {
+pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32, mutation: Mutation) -> EtcdOptions {
     EtcdOptions {
         endpoints: vec![format!("{ETCD_IP}:{ETCD_PORT}")],
         prefix: "standby".into(),
@@ -71,6 +82,7 @@ pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32) -> EtcdOptions {
         early_expiry: Duration::from_secs(1),
         max_clock_drift_ppm,
         credentials: None,
+        mutation,
     }
 }
 
@@ -89,6 +101,11 @@ pub fn spawn_replica(
         trace: trace.clone(),
         shared,
         term: Mutex::new(0),
+        etcd_lost: Mutex::new(false),
+    });
+    let center_trace = Arc::new(CenterTrace {
+        replica,
+        trace: trace.clone(),
     });
     handle
         .create_node()
@@ -97,14 +114,45 @@ pub fn spawn_replica(
         .init(move || {
             let (etcd, options, clock) = (etcd.clone(), options.clone(), clock.clone());
             let observer: Arc<dyn ControllerObserver> = observer.clone();
+            let center_trace: Arc<dyn CenterObserver> = center_trace.clone();
             async move {
+                // Its center keeps nothing across a crash: it refills from etcd.
+                let state = Arc::new(Mutex::new(ConfigCenter::new()));
+                let center = CenterService::closed_to_publications(state, center_trace);
+                let listener = TcpListener::bind(center_address(replica)).await;
+                let mut serving = Tasks::default();
+                serving.spawn(center.clone().run(listener.expect("bind")));
                 let make = move |_: &_| options();
                 // A simulated replica is never asked to stop: it is killed, or runs to the end.
                 let (_never, stop) = tokio::sync::watch::channel(false);
-                run_replica(replica_name(replica), etcd, make, clock, observer, stop).await
+                let name = replica_name(replica);
+                run_replica(name, etcd, make, clock, observer, center, stop).await
             }
         })
         .build()
+}
+
+/// Traces one replica's config center.
+struct CenterTrace {
+    replica: u16,
+    trace: Trace,
+}
+
+impl CenterObserver for CenterTrace {
+    fn on_publish(&self, epoch: Epoch, stored: bool) {
+        self.trace.record(Event::CenterPublished {
+            replica: self.replica,
+            epoch,
+            stored,
+        });
+    }
+    fn on_ack(&self, user: UserId, epoch: Epoch) {
+        self.trace.record(Event::CenterAck {
+            replica: self.replica,
+            user,
+            epoch,
+        });
+    }
 }
 
 /// Traces one replica's controller.
@@ -114,6 +162,8 @@ struct ReplicaTrace {
     shared: Arc<Shared>,
     /// The term it leads in (its controller's incarnation), once started.
     term: Mutex<u64>,
+    /// Whether its etcd alarm is raised (kept across its restarts, to trace changes only).
+    etcd_lost: Mutex<bool>,
 }
 
 impl ReplicaTrace {
@@ -168,6 +218,19 @@ impl ControllerObserver for ReplicaTrace {
         self.trace.record(Event::LeadLost {
             replica: self.replica,
             why: why.to_string(),
+        });
+    }
+
+    fn on_etcd_reach(&self, _now: Time, lost: Option<Time>) {
+        let mut alarmed = self.etcd_lost.lock().expect("etcd alarm");
+        if *alarmed == lost.is_some() {
+            return;
+        }
+        *alarmed = lost.is_some();
+        let replica = self.replica;
+        self.trace.record(match lost {
+            Some(since) => Event::EtcdUnreachable { replica, since },
+            None => Event::EtcdReachable { replica },
         });
     }
 

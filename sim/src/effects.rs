@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Every effect a run can show, by name (the names `expect.effects` takes).
-pub const EFFECTS: [&str; 11] = [
+pub const EFFECTS: [&str; 12] = [
     "node-unanswering",
     "replication-blocked",
     "publication-during-cut",
@@ -28,6 +28,7 @@ pub const EFFECTS: [&str; 11] = [
     "quarantined-writes",
     "resync-moved-data",
     "leader-changed",
+    "etcd-alarm",
 ];
 
 /// Every controller transition the coverage report counts.
@@ -236,9 +237,15 @@ impl<'a> View<'a> {
                     .any(|e| matches!(e, Event::Invoke { .. }));
                 add(traffic, "traffic-during-fault");
                 add(self.leader_changed(window), "leader-changed");
+                add(self.etcd_alarmed(window), "etcd-alarm");
             }
         }
         found
+    }
+
+    /// Whether a replica raised the etcd alarm during the fault.
+    fn etcd_alarmed(&self, window: (Time, Time)) -> bool {
+        (self.during(window)).any(|e| matches!(e, Event::EtcdUnreachable { .. }))
     }
 
     /// Whether a leader stopped leading during the fault, or a replica began to lead before
@@ -267,6 +274,8 @@ impl<'a> View<'a> {
         // `controller`, `controller/1`, `controller/leader`: replicas.
         let controller = sides.map(|side| side.iter().any(|p| p.starts_with("controller")));
         let users = [0, 1].map(|i| users[i] || sides[i].iter().any(|p| p.starts_with("user/")));
+        // Every replica serves a config center.
+        let center = [0, 1].map(|i| center[i] || controller[i]);
         let nodes = sides.map(|side| self.nodes(side));
         let across = |a: [bool; 2], b: [bool; 2]| (a[0] && b[1]) || (a[1] && b[0]);
         let has_nodes = [!nodes[0].is_empty(), !nodes[1].is_empty()];
@@ -277,7 +286,7 @@ impl<'a> View<'a> {
             });
             add(seen, "node-unanswering");
         }
-        if across(center, users) || across(center, controller) {
+        if across(center, users) {
             let published = self
                 .during(window)
                 .any(|e| matches!(e, Event::PublishSent { .. } | Event::CenterPublished { .. }));
@@ -291,6 +300,7 @@ impl<'a> View<'a> {
         }
         if across(controller, has("etcd")) {
             add(self.leader_changed(window), "leader-changed");
+            add(self.etcd_alarmed(window), "etcd-alarm");
         }
         let crosses_clusters = nodes[0].iter().any(|a| nodes[1].contains(&a.peer()));
         if crosses_clusters {

@@ -335,6 +335,9 @@ pub struct Expect {
     pub second_alarm: Option<bool>,
     /// Whether the double-failure state must be entered.
     pub double_failure: Option<bool>,
+    /// Whether some replica must raise the alarm that it cannot reach etcd (true), or none
+    /// may (false).
+    pub etcd_alarm: Option<bool>,
     /// Whether the run must end converged (every fault healed; data identical; no alarm).
     pub converge: bool,
     /// Quiet time after the last heal before convergence is checked, in ms.
@@ -363,6 +366,7 @@ impl Default for Expect {
             failovers_max: None,
             second_alarm: None,
             double_failure: None,
+            etcd_alarm: None,
             converge: true,
             quiet_ms: 10_000,
             detection_ms_max: None,
@@ -652,7 +656,7 @@ pub enum Party {
     Leader,
     /// etcd.
     Etcd,
-    /// The config center.
+    /// The config center: every replica's (each replica serves one).
     ConfigCenter,
     /// Every user.
     Users,

@@ -410,6 +410,12 @@ fn relax(expect: &mut Expect, m: &Measures) -> Vec<&'static str> {
         expect.double_failure = None;
     }
     if clear(
+        expect.etcd_alarm.is_some_and(|w| w != m.etcd_alarm),
+        "etcd_alarm",
+    ) {
+        expect.etcd_alarm = None;
+    }
+    if clear(
         (expect.detection_ms_max).is_some_and(|max| m.detection_ms.iter().any(|&d| d > max)),
         "detection_ms_max",
     ) {

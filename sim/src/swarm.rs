@@ -146,7 +146,8 @@ pub fn generate(seed: u64) -> Scenario {
         before_ms,
     ));
     // Drawn after all the above, for the same reason.
-    let (control_plane, plane_faults) = control_plane(&mut rng, &faults, &controller, window);
+    let (control_plane, plane_faults) =
+        control_plane(&mut rng, &faults, &controller, (window, nodes));
     faults.extend(plane_faults);
     let last_heal = (faults.iter())
         .map(|f| {
@@ -155,6 +156,7 @@ pub fn generate(seed: u64) -> Scenario {
         })
         .max()
         .unwrap_or(FAULT_START_MS);
+    let expected = expect(&faults, control_plane.replicas);
     Scenario {
         name: format!("swarm-{seed}"),
         duration_s: (last_heal + QUIET_MS).div_ceil(1000),
@@ -164,7 +166,7 @@ pub fn generate(seed: u64) -> Scenario {
         replication,
         workload,
         network,
-        expect: expect(&faults),
+        expect: expected,
         faults,
         regression: None,
     }
@@ -257,15 +259,18 @@ fn triggered_faults(
 
 /// One seed in three runs three controller replicas with an etcd lease of 3 s, and,
 /// unless a `controller-crash` was drawn, one fault of the control plane: the leader crashes,
-/// pauses, or is cut from etcd, or etcd pauses; at a time in the fault window, or half the
-/// time just after a failover starts. Each leaves the control plane without an acting leader
-/// for at most a TTL and a restore (a new leader takes over), or for an etcd pause of at most
-/// 3 s: within the bound [`CONTROLLER_DOWN_MAX_MS`] explains.
+/// pauses, or is cut from etcd, or etcd pauses, or a replica (the leader two times in three)
+/// is cut from the nodes, the users or another replica; at a time in the fault window, or
+/// half the time just after a failover starts. Each leaves the control plane without an
+/// acting leader for at most a TTL and a restore (a new leader takes over), or for an etcd
+/// pause of at most 3 s: within the bound [`CONTROLLER_DOWN_MAX_MS`] explains. A replica cut
+/// from the nodes still leads: that is the controller cut from a cluster, which fencing
+/// covers; one cut from the users leaves them the other replicas' config centers.
 fn control_plane(
     rng: &mut SplitMix64,
     faults: &[Fault],
     controller: &Params,
-    window: u64,
+    (window, nodes): (u64, u16),
 ) -> (ControlPlaneSpec, Vec<Fault>) {
     if !rng.chance(1, 3) {
         return (ControlPlaneSpec::default(), Vec::new());
@@ -280,14 +285,15 @@ fn control_plane(
         return (plane, Vec::new());
     }
     let leader = || vec!["controller/leader".to_string()];
-    let (kind, longest) = match rng.range(0, 3) {
+    let (kind, longest) = match rng.range(0, 4) {
         0 => (FaultKind::ReplicaCrash { replicas: leader() }, 15_000),
         1 => (FaultKind::ReplicaPause { replicas: leader() }, 10_000),
         2 => {
             let (from, to, one_way) = (leader(), vec!["etcd".to_string()], false);
             (FaultKind::Partition { from, to, one_way }, 15_000)
         }
-        _ => (FaultKind::EtcdPause, 3_000),
+        3 => (FaultKind::EtcdPause, 3_000),
+        _ => (replica_cut(rng, plane.replicas, nodes), 15_000),
     };
     let (at_ms, after) = match rng.chance(1, 2) {
         true => (Some(FAULT_START_MS + rng.range(0, window)), None),
@@ -312,32 +318,69 @@ fn control_plane(
     (plane, vec![fault])
 }
 
+/// A partition between one replica (the leader two times in three) and the nodes (a
+/// cluster or one node), the users, or another replica; one way a time in three.
+fn replica_cut(rng: &mut SplitMix64, replicas: u16, nodes: u16) -> FaultKind {
+    let replica = match rng.chance(2, 3) {
+        true => "controller/leader".to_string(),
+        false => format!("controller/{}", rng.range(0, replicas as u64 - 1)),
+    };
+    let other = match rng.range(0, 3) {
+        0 => SwarmParty::Cluster(rng.range(0, 1) as u8).name(),
+        1 => SwarmParty::Node(rng.range(0, 1) as u8, rng.range(0, nodes as u64 - 1) as u16).name(),
+        2 => "users".to_string(),
+        // Another replica: the leader, when that is not the one cut, or any other.
+        _ => match replica.as_str() {
+            "controller/leader" => format!("controller/{}", rng.range(0, replicas as u64 - 1)),
+            _ => "controller/leader".to_string(),
+        },
+    };
+    FaultKind::Partition {
+        from: vec![replica],
+        to: vec![other],
+        one_way: rng.chance(1, 3),
+    }
+}
+
 /// What a swarm run must show: the defaults (the run must converge; no failover count, no
 /// bound on detection or loss), with one adjustment. `users_converge_ms` (5 s by default)
-/// grows by the longest partition at a fixed time that cuts off the users or the config
-/// center, and by every such partition timed by a controller transition (its start is not
-/// known, so it may follow any other): while users can reach neither the config center nor
+/// grows by the time covered by the faults at fixed times that cut off the users or the
+/// config center (a partition naming either; a lone replica's crash or pause), and by every
+/// such fault timed by a controller transition (its start is not known, so it may follow any
+/// other): while users can reach neither the config center nor
 /// the new primary, nothing can tell them the new configuration, however well the controller
 /// does (the hand-written `controller-isolated-from-primary` scenario raises the bound for the
 /// same reason).
-pub fn expect(faults: &[Fault]) -> Expect {
+pub fn expect(faults: &[Fault], replicas: u16) -> Expect {
     let defaults = Expect::default();
+    // A lone replica's crash or pause takes its config center down with it; users follow
+    // three replicas' centers, and the swarm stops one at a time.
     let cuts_off_users = |f: &&Fault| match &f.kind {
         FaultKind::Partition { from, to, .. } => {
             (from.iter().chain(to)).any(|p| p == "users" || p == "config-center")
         }
+        FaultKind::ControllerCrash
+        | FaultKind::ReplicaCrash { .. }
+        | FaultKind::ReplicaPause { .. } => replicas == 1,
         _ => false,
     };
     let cutting = || faults.iter().filter(cuts_off_users);
-    let longest = (cutting().filter(|f| f.after.is_none()))
-        .filter_map(|f| f.duration_ms)
-        .max()
-        .unwrap_or(0);
+    // Overlapping or back-to-back cuts add up (swarm seed 12288: the controller crashed,
+    // then the users were cut from it): the time covered by their union counts.
+    let mut spans: Vec<(u64, u64)> = (cutting().filter(|f| f.after.is_none()))
+        .filter_map(|f| Some((f.at_ms?, f.at_ms? + f.duration_ms?)))
+        .collect();
+    spans.sort_unstable();
+    let (mut covered, mut reach) = (0, 0);
+    for (start, end) in spans {
+        covered += end.saturating_sub(start.max(reach));
+        reach = reach.max(end);
+    }
     let triggered: u64 = (cutting().filter(|f| f.after.is_some()))
         .filter_map(|f| f.duration_ms)
         .sum();
     Expect {
-        users_converge_ms: defaults.users_converge_ms + longest + triggered,
+        users_converge_ms: defaults.users_converge_ms + covered + triggered,
         ..defaults
     }
 }
@@ -410,14 +453,18 @@ fn fault_kind(rng: &mut SplitMix64, nodes: u16, latency_cap: u64) -> FaultKind {
                 }
             }
             if to.is_empty() {
-                // Never in practice: `from` holds at most two parties, so one of these three
-                // is always free.
+                // Never in practice: `from` holds at most two parties, so one of these four
+                // (the controller and the config center overlap) is always free.
                 let free = [
                     SwarmParty::Controller,
-                    SwarmParty::ConfigCenter,
                     SwarmParty::Users,
+                    SwarmParty::Cluster(0),
+                    SwarmParty::Cluster(1),
                 ];
-                to.extend(free.into_iter().find(|p| !from.contains(p)));
+                let free = free
+                    .into_iter()
+                    .find(|p| from.iter().all(|f| !f.overlaps(p)));
+                to.extend(free);
             }
             FaultKind::Partition {
                 from: from.iter().map(SwarmParty::name).collect(),
@@ -489,11 +536,13 @@ impl SwarmParty {
         }
     }
 
-    /// Whether the two name a party in common (a cluster and one of its nodes do).
+    /// Whether the two name a party in common (a cluster and one of its nodes do, and the
+    /// controller and the config center, which runs on every replica).
     fn overlaps(&self, other: &SwarmParty) -> bool {
-        use SwarmParty::{Cluster, Node};
+        use SwarmParty::{Cluster, ConfigCenter, Controller, Node};
         match (*self, *other) {
             (Cluster(c), Node(d, _)) | (Node(d, _), Cluster(c)) => c == d,
+            (Controller, ConfigCenter) | (ConfigCenter, Controller) => true,
             (x, y) => x == y,
         }
     }

@@ -88,15 +88,19 @@ pub enum Event {
         /// Users in it.
         users: usize,
     },
-    /// The config center stored (or refused) a publication.
+    /// A replica's config center stored (or refused) a publication.
     CenterPublished {
+        /// The replica whose center it is.
+        replica: u16,
         /// Its epoch.
         epoch: Epoch,
         /// Stored, or refused as older.
         stored: bool,
     },
-    /// A user acknowledged a config at the config center.
+    /// A user acknowledged a config at a replica's config center.
     CenterAck {
+        /// The replica whose center it is.
+        replica: u16,
         /// The user.
         user: UserId,
         /// The epoch.
@@ -159,6 +163,19 @@ pub enum Event {
         replica: u16,
         /// Why, in words.
         why: String,
+    },
+    /// A replica raised the alarm that it has not reached etcd since `since`, for longer than
+    /// its lease TTL (it cannot lead; while no replica can, the primary's writes are refused).
+    EtcdUnreachable {
+        /// The replica.
+        replica: u16,
+        /// When etcd last answered it.
+        since: Time,
+    },
+    /// A replica reaches etcd again: its alarm is cleared (or it restarted).
+    EtcdReachable {
+        /// The replica.
+        replica: u16,
     },
     /// A replica acted (a heartbeat, a publication, an alarm) in a term other than that of
     /// the last action any replica took. These terms must rise: one older than an earlier
@@ -337,16 +354,17 @@ impl std::io::Write for Fnv1a {
 pub fn timeline(events: &[(Time, Event)], users: u32, verbose: bool) -> String {
     use std::collections::{BTreeMap, BTreeSet};
     let mut out = String::new();
-    let mut acks: BTreeMap<Epoch, u32> = BTreeMap::new();
+    // Users who acknowledged each epoch, at any replica's center.
+    let mut acks: BTreeMap<Epoch, BTreeSet<UserId>> = BTreeMap::new();
     let mut target: BTreeMap<WriteId, NodeId> = BTreeMap::new();
     let mut refused: BTreeMap<(NodeId, String), u64> = BTreeMap::new();
     let mut rejoined: BTreeSet<NodeId> = BTreeSet::new();
     for (time, event) in events {
         let line = match event {
-            Event::CenterAck { epoch, .. } => {
-                let count = acks.entry(*epoch).or_default();
-                *count += 1;
-                match (*count == users, verbose) {
+            Event::CenterAck { epoch, user, .. } => {
+                let acked = acks.entry(*epoch).or_default();
+                let first = acked.insert(*user);
+                match (first && acked.len() == users as usize, verbose) {
                     (true, _) => Some(format!("center    all {users} users acknowledged {epoch}")),
                     (false, true) => Some(describe(event)),
                     (false, false) => None,
@@ -486,6 +504,10 @@ pub fn describe(event: &Event) -> String {
             format!("ctl/{replica:<5} LEADS in term {term}")
         }
         Event::LeadLost { replica, why } => format!("ctl/{replica:<5} stopped leading: {why}"),
+        Event::EtcdUnreachable { replica, since } => format!(
+            "ctl/{replica:<5} ALARM: etcd unreachable since {since}: no replica without it may lead"
+        ),
+        Event::EtcdReachable { replica } => format!("ctl/{replica:<5} reaches etcd again"),
         Event::Acting { replica, term } => format!("ctl/{replica:<5} acts in term {term}"),
         Event::Controller(note) => format!("ctl       {}", describe_note(note)),
         Event::Alarm(AlarmEvent::Raised(alarm)) => {
@@ -541,14 +563,20 @@ pub fn describe(event: &Event) -> String {
             format!("ctl       publishing the configs of {epoch} for {users} users")
         }
         Event::CenterPublished {
+            replica,
             epoch,
             stored: true,
-        } => format!("center    stored the configs of {epoch}, pushing to subscribers"),
+        } => format!("center/{replica}  stored the configs of {epoch}, pushing to subscribers"),
         Event::CenterPublished {
+            replica,
             epoch,
             stored: false,
-        } => format!("center    refused the configs of {epoch} (older than held)"),
-        Event::CenterAck { user, epoch } => format!("center    {user} acknowledged {epoch}"),
+        } => format!("center/{replica}  refused the configs of {epoch} (older than held)"),
+        Event::CenterAck {
+            replica,
+            user,
+            epoch,
+        } => format!("center/{replica}  {user} acknowledged {epoch}"),
         Event::UserConfig {
             user,
             epoch,

@@ -1,6 +1,6 @@
-//! A simulated user: watches its config at the config center (acknowledging every epoch it
-//! applies) and writes to the node its config names at a steady rate, recording every
-//! operation. After repeated failures it tries the paired node, whose rejection names the
+//! A simulated user: watches its config at every replica's config center (acknowledging
+//! each epoch it applies) and writes to the node its config names at a steady rate,
+//! recording every operation. After repeated failures it tries the paired node, whose rejection names the
 //! newest config: that is how a user cut off from the config center still finds the new
 //! primary.
 
@@ -30,8 +30,9 @@ pub struct UserContext {
     pub user: UserId,
     /// What it does.
     pub workload: WorkloadSpec,
-    /// The config center's address.
-    pub center: String,
+    /// Every replica's config center: the user follows them all, and takes the newest
+    /// epoch any of them pushes.
+    pub centers: Vec<String>,
     /// Every node's address (to reach the paired node when probing).
     pub addresses: BTreeMap<NodeId, String>,
     /// Where it records.
@@ -43,7 +44,9 @@ pub struct UserContext {
 /// Runs a user until its node is killed.
 pub async fn run_user(context: Arc<UserContext>) {
     let route: Arc<Mutex<Option<Route>>> = Arc::default();
-    tokio::spawn(watch(context.clone(), route.clone()));
+    for center in &context.centers {
+        tokio::spawn(watch(context.clone(), center.clone(), route.clone()));
+    }
     let peers: BTreeMap<NodeId, Peer> = (context.addresses.iter())
         .map(|(&node, address)| (node, Peer::new(address.clone())))
         .collect();
@@ -138,13 +141,13 @@ fn adopt(
     true
 }
 
-/// Subscribes at the config center, applies every pushed config and acknowledges it;
-/// reconnects when the connection fails.
-async fn watch(context: Arc<UserContext>, route: Arc<Mutex<Option<Route>>>) {
+/// Subscribes at `center`, applies every pushed config and acknowledges it; reconnects
+/// when the connection fails.
+async fn watch(context: Arc<UserContext>, center: String, route: Arc<Mutex<Option<Route>>>) {
     loop {
         let connect = async {
             loss::delay(Transmission::Connect).await;
-            TcpStream::connect(context.center.as_str()).await
+            TcpStream::connect(center.as_str()).await
         };
         // A lost SYN is retried by TCP only after 1 s, then 2 s, 4 s...: a fresh attempt
         // after a short timeout gets through sooner, as any client with a connect timeout.

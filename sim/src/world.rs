@@ -10,15 +10,13 @@ use madsim::net::NetSim;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimId;
-use standby::config_center::ConfigCenter;
 use standby::controller::{Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
-use standby::service::config_center::{CenterObserver, CenterService};
 use standby::service::controller::ControllerOptions;
 use standby::service::loss::{self, Transmission};
 use standby::service::node::{NodeObserver, NodeOptions, NodeService};
 use standby::time::{Clock, Time};
-use standby::types::{Cluster, Epoch, NodeId, Shard, UserId};
+use standby::types::{Cluster, NodeId, Shard, UserId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,8 +194,6 @@ fn user_ip(user: u32) -> Ipv4Addr {
     Ipv4Addr::new(10, 3, (user / 250) as u8, (user % 250) as u8 + 1)
 }
 
-const CENTER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
-
 struct World {
     scenario: Scenario,
     trace: Trace,
@@ -207,7 +203,6 @@ struct World {
     /// The controller replicas, `controller/0..N-1`.
     replicas: Vec<NodeHandle>,
     etcd: NodeHandle,
-    center: NodeHandle,
     users: Vec<NodeHandle>,
     /// Who leads, and the last durable state, as the replicas' observers saw them.
     shared: Arc<Shared>,
@@ -255,22 +250,19 @@ impl World {
             );
             disks.insert(node, disk);
         }
-        let center = spawn_center(&handle, &trace);
         let etcd = control_plane::spawn_etcd(&handle);
         let shared = Arc::new(Shared::default());
         let (params, controller_topology) = (scenario.controller.clone(), topology.clone());
         let options: Arc<dyn Fn() -> ControllerOptions + Send + Sync> = Arc::new(move || {
-            ControllerOptions::new(
-                params.clone(),
-                controller_topology.clone(),
-                address(CENTER_IP),
-            )
-            .with_mutation(mutation)
+            // Each replica publishes into etcd and its own center (`with_center_link`).
+            ControllerOptions::new(params.clone(), controller_topology.clone(), String::new())
+                .with_mutation(mutation)
         });
         let plane = &scenario.control_plane;
         let etcd_options = control_plane::etcd_options(
             plane.etcd_lease_ttl_s,
             scenario.controller.max_clock_drift_ppm,
+            mutation,
         );
         let replicas = (0..plane.replicas)
             .map(|r| {
@@ -287,7 +279,11 @@ impl World {
             .collect();
         let stop_users = Arc::new(AtomicBool::new(false));
         let users = (0..scenario.topology.users)
-            .map(|u| spawn_user(&handle, &scenario, &topology, u, &trace, &stop_users))
+            .map(|u| {
+                let centers = (0..plane.replicas).map(control_plane::center_address);
+                let user = (u, centers.collect());
+                spawn_user(&handle, &scenario, &topology, user, &trace, &stop_users)
+            })
             .collect();
         let truth = Cluster::BOTH.into_iter().map(|c| (c, n as usize)).collect();
         World {
@@ -298,7 +294,6 @@ impl World {
             nodes,
             replicas,
             etcd,
-            center,
             users,
             shared,
             hit: BTreeMap::new(),
@@ -371,7 +366,7 @@ impl World {
     fn kill_everything(&self) {
         let ids = (self.nodes.values().chain(self.users.iter()))
             .chain(self.replicas.iter())
-            .chain([&self.etcd, &self.center])
+            .chain([&self.etcd])
             .map(|node| node.id());
         for id in ids {
             self.handle.kill(id);
@@ -631,7 +626,8 @@ impl World {
                         .collect()
                 }
                 Ok(Party::Etcd) => vec![self.etcd.id()],
-                Ok(Party::ConfigCenter) => vec![self.center.id()],
+                // Every replica serves a config center.
+                Ok(Party::ConfigCenter) => self.replicas.iter().map(|r| r.id()).collect(),
                 Ok(Party::Users) => self.users.iter().map(|u| u.id()).collect(),
                 Ok(Party::User(u)) => vec![self.users[u as usize].id()],
                 Ok(Party::Cluster(_)) | Ok(Party::Node(_)) => {
@@ -703,35 +699,18 @@ fn spawn_storage(
         .build()
 }
 
-fn spawn_center(handle: &Handle, trace: &Trace) -> NodeHandle {
-    let state = Arc::new(Mutex::new(ConfigCenter::new()));
-    let observer: Arc<dyn CenterObserver> = Arc::new(TraceObserver(trace.clone()));
-    handle
-        .create_node()
-        .name("config-center")
-        .ip(IpAddr::V4(CENTER_IP))
-        .init(move || {
-            let (state, observer) = (state.clone(), observer.clone());
-            async move {
-                let listener = TcpListener::bind(address(CENTER_IP)).await.expect("bind");
-                CenterService::new(state, observer).run(listener).await;
-            }
-        })
-        .build()
-}
-
 fn spawn_user(
     handle: &Handle,
     scenario: &Scenario,
     topology: &Topology,
-    user: u32,
+    (user, centers): (u32, Vec<String>),
     trace: &Trace,
     stop: &Arc<AtomicBool>,
 ) -> NodeHandle {
     let context = Arc::new(UserContext {
         user: UserId(user),
         workload: scenario.workload.clone(),
-        center: address(CENTER_IP),
+        centers,
         addresses: topology.addresses.clone(),
         trace: trace.clone(),
         stop: stop.clone(),
@@ -754,14 +733,5 @@ impl NodeObserver for TraceObserver {
                 event: event.clone(),
             });
         }
-    }
-}
-
-impl CenterObserver for TraceObserver {
-    fn on_publish(&self, epoch: Epoch, stored: bool) {
-        self.0.record(Event::CenterPublished { epoch, stored });
-    }
-    fn on_ack(&self, user: UserId, epoch: Epoch) {
-        self.0.record(Event::CenterAck { user, epoch });
     }
 }

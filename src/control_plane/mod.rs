@@ -9,7 +9,9 @@
 //! revisions (the simulated ones are not unique), watches (the simulator has none) or a
 //! request deadline of etcd's own (every call here carries its own timeout).
 
+pub mod center;
 pub mod lead;
+pub mod reach;
 pub mod replica;
 pub mod store;
 
@@ -39,6 +41,9 @@ pub struct EtcdOptions {
     /// The etcd user and password to log in as, if etcd has authentication on (the simulated
     /// etcd has none).
     pub credentials: Option<(String, String)>,
+    /// The deliberate bug of a mutant of the replica's own code (simulator builds only).
+    #[cfg(feature = "mutants")]
+    pub mutation: crate::controller::Mutation,
 }
 
 impl std::fmt::Debug for EtcdOptions {
@@ -70,6 +75,21 @@ impl EtcdOptions {
     /// (a Redis server, in real mode): every replica must find it when it takes the lead.
     pub fn node_key(&self, node: crate::types::NodeId) -> String {
         format!("{}/nodes/{}-{}", self.prefix, node.cluster, node.index)
+    }
+
+    /// The key of the newest publication: every user's config.
+    pub fn configs_key(&self) -> String {
+        format!("{}/configs", self.prefix)
+    }
+
+    /// The prefix of the acknowledgements each replica's config center took.
+    pub fn acks_prefix(&self) -> String {
+        format!("{}/acks/", self.prefix)
+    }
+
+    /// The key of the acknowledgements replica `name`'s config center took.
+    pub fn acks_key(&self, name: &str) -> String {
+        format!("{}{name}", self.acks_prefix())
     }
 
     /// The prefix under which each running replica says what it does (real mode).

@@ -1,9 +1,12 @@
 //! One controller replica: campaigns for the lead, and while it leads, restores the durable
 //! state from etcd and drives the controller, until it loses the lead; then campaigns again.
 
+use super::center::{follow, keep_acks, EtcdCenter};
 use super::lead::campaign;
+use super::reach::{self, Reach};
 use super::store::{EtcdStore, Guarded};
 use super::{connect, EtcdOptions, LeadError};
+use crate::service::config_center::CenterService;
 use crate::service::controller::{
     run_controller, ControllerObserver, ControllerOptions, Stopped, Store,
 };
@@ -19,29 +22,43 @@ const RETRY: Duration = Duration::from_millis(500);
 /// Runs replica `name` until the task is dropped, or until `stop` says `true`: then a
 /// leader stops acting and gives its lease back (its successor need not wait out the TTL),
 /// and this returns. `options` makes the controller's options for each term it leads, given
-/// that term's guarded writes.
+/// that term's guarded writes; `center` is this replica's config center, fed through etcd
+/// (see [`super::center`]).
 pub async fn run_replica(
     name: String,
     etcd: EtcdOptions,
     options: impl Fn(&Guarded) -> ControllerOptions,
     clock: Clock,
     observer: Arc<dyn ControllerObserver>,
+    center: Arc<CenterService>,
     stop: watch::Receiver<bool>,
 ) {
     let memory = Memory::default();
-    loop {
-        let term = Term {
-            name: &name,
-            etcd: &etcd,
-            clock: &clock,
-            memory: &memory,
-        };
-        let Some(why) = term.lead(&options, observer.clone(), &stop).await else {
-            tracing::info!(replica = %name, "stopped");
-            return;
-        };
-        tracing::info!(replica = %name, %why, "not leading");
-        tokio::time::sleep(RETRY).await;
+    let reach = Reach::new(clock.clone());
+    observer.on_etcd_reach(clock.now(), None);
+    let terms = async {
+        loop {
+            let term = Term {
+                name: &name,
+                etcd: &etcd,
+                clock: &clock,
+                center: &center,
+                reach: &reach,
+                memory: &memory,
+            };
+            let Some(why) = term.lead(&options, observer.clone(), &stop).await else {
+                tracing::info!(replica = %name, "stopped");
+                return;
+            };
+            tracing::info!(replica = %name, %why, "not leading");
+            tokio::time::sleep(RETRY).await;
+        }
+    };
+    tokio::select! {
+        biased;
+        () = terms => {}
+        never = keep_acks(&name, &etcd, &center) => match never {},
+        never = reach::watch(&reach, &etcd, observer.as_ref()) => match never {},
     }
 }
 
@@ -59,6 +76,8 @@ struct Term<'a> {
     name: &'a str,
     etcd: &'a EtcdOptions,
     clock: &'a Clock,
+    center: &'a Arc<CenterService>,
+    reach: &'a Reach,
     #[cfg_attr(not(feature = "mutants"), allow(dead_code))]
     memory: &'a Memory,
 }
@@ -77,17 +96,24 @@ impl Term<'_> {
             Err(why) => return Some(why.into()),
         };
         let campaign = campaign(&client, self.etcd, self.name, self.clock);
+        // Standing by, it serves its users the configs the leader put in etcd.
         let lead = tokio::select! {
             biased;
             _ = stopped(stop.clone()) => return None,
             lead = campaign => lead,
+            never = follow(&client, self.etcd, self.center, self.reach) => match never {},
         };
         let lead = match lead {
             Ok(lead) => lead,
             Err(why) => return Some(why.into()),
         };
+        self.reach.leading(true);
         let store = Arc::new(EtcdStore::new(client, self.etcd.clone(), lead));
         let options = options(&store.guarded());
+        let link = EtcdCenter::new(store.guarded(), self.center.clone());
+        #[cfg(feature = "mutants")]
+        let link = link.with_mutation(options.mutation());
+        let options = options.with_center_link(Arc::new(link));
         let acting = self.store_for(&options, store.clone());
         let controller = run_controller(options, self.clock.clone(), acting, observer);
         let why = tokio::select! {
@@ -95,6 +121,7 @@ impl Term<'_> {
             _ = stopped(stop.clone()) => None,
             why = controller => Some(why),
         };
+        self.reach.leading(false);
         // Stopped, deposed or past its deadline, it acts no more; revoking its lease spares
         // the next leader the wait for the TTL (a deposed one has none left to give).
         if why != Some(LeadError::Deposed.into()) {

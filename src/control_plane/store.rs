@@ -45,6 +45,24 @@ impl Guarded {
     }
 }
 
+/// The controller's durable state in etcd, if any.
+pub async fn read_state(
+    client: &Client,
+    options: &EtcdOptions,
+) -> Result<Option<Durable>, LeadError> {
+    let key = options.state_key();
+    let mut kv = client.kv_client();
+    let found = call(options, "read the state", kv.get(key.clone(), None)).await?;
+    let Some(kv) = found.kvs().first() else {
+        return Ok(None);
+    };
+    let state = serde_json::from_slice(kv.value()).map_err(|e| LeadError::Malformed {
+        key,
+        reason: e.to_string(),
+    })?;
+    Ok(Some(state))
+}
+
 /// A [`Store`] at one etcd key, written only while `lead` holds.
 pub struct EtcdStore {
     guarded: Guarded,
@@ -81,17 +99,8 @@ impl EtcdStore {
 
 impl Store for EtcdStore {
     fn load(&self) -> StoreFuture<'_, Option<Durable>> {
-        Box::pin(async move {
-            let key = self.guarded.options.state_key();
-            let Some(value) = self.guarded.get(key.clone()).await? else {
-                return Ok(None);
-            };
-            let state = serde_json::from_slice(&value).map_err(|e| LeadError::Malformed {
-                key,
-                reason: e.to_string(),
-            })?;
-            Ok(Some(state))
-        })
+        let guarded = &self.guarded;
+        Box::pin(async move { Ok(read_state(&guarded.client, &guarded.options).await?) })
     }
 
     /// A transaction that puts the state only if this replica's candidate key still holds

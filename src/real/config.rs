@@ -119,6 +119,8 @@ impl EtcdConfig {
             early_expiry: std::time::Duration::ZERO,
             max_clock_drift_ppm: params.max_clock_drift_ppm,
             credentials,
+            #[cfg(feature = "mutants")]
+            mutation: Default::default(),
         })
     }
 }

@@ -22,8 +22,24 @@ pub struct RealObserver {
     snapshot: Snapshot,
     /// The wall-clock time this process raised each open alarm at.
     raised: Mutex<BTreeMap<u64, SystemTime>>,
-    /// Alarm events for the command runner, in the order they happened.
-    alarms: Option<mpsc::UnboundedSender<AlarmEvent>>,
+    /// Alarm events for the command runner, in the order they happened, as JSON.
+    alarms: Option<mpsc::UnboundedSender<String>>,
+    /// Whether this replica's etcd alarm is raised.
+    etcd_lost: Mutex<bool>,
+}
+
+/// The alarm a controller replica raises when it has not reached etcd for longer than its
+/// lease TTL, and clears when it does again; handed to `alarm_command` like the others.
+#[derive(Debug, serde::Serialize)]
+enum EtcdAlarm {
+    /// `{"EtcdUnreachable":{"since_unix_ms":...}}`: it cannot lead, and while no replica can,
+    /// the primary's writes are refused once its leases run out (there is no failsafe mode).
+    EtcdUnreachable {
+        /// When etcd last answered it (wall clock, ms since the Unix epoch).
+        since_unix_ms: u64,
+    },
+    /// `{"EtcdReachable":{}}`: etcd answers it again.
+    EtcdReachable {},
 }
 
 impl RealObserver {
@@ -39,6 +55,14 @@ impl RealObserver {
             snapshot,
             raised: Mutex::new(BTreeMap::new()),
             alarms,
+            etcd_lost: Mutex::new(false),
+        }
+    }
+
+    fn send(&self, json: String) {
+        if let Some(alarms) = &self.alarms {
+            // The runner ends only with the runtime.
+            let _ = alarms.send(json);
         }
     }
 
@@ -48,10 +72,7 @@ impl RealObserver {
             AlarmEvent::Raised(alarm) => raised.insert(alarm.id, SystemTime::now()),
             AlarmEvent::Cleared { id, .. } => raised.remove(id),
         };
-        if let Some(alarms) = &self.alarms {
-            // The runner ends only with the runtime.
-            let _ = alarms.send(event.clone());
-        }
+        self.send(serde_json::to_string(event).expect("an alarm serialises"));
     }
 }
 
@@ -69,6 +90,29 @@ impl ControllerObserver for RealObserver {
         *self.snapshot.lock().expect("status lock") = None;
     }
 
+    fn on_etcd_reach(&self, now: Time, lost: Option<Time>) {
+        let mut alarmed = self.etcd_lost.lock().expect("observer lock");
+        if *alarmed == lost.is_some() {
+            return;
+        }
+        *alarmed = lost.is_some();
+        let alarm = match lost {
+            Some(since) => {
+                let ago = now.saturating_since(since);
+                let since = SystemTime::now() - ago;
+                tracing::error!(?ago, "ALARM: etcd has not answered this replica: it cannot lead, and while no replica can, the primary's writes are refused once its leases run out");
+                EtcdAlarm::EtcdUnreachable {
+                    since_unix_ms: crate::real::status::unix_ms(since),
+                }
+            }
+            None => {
+                tracing::warn!("etcd answers this replica again");
+                EtcdAlarm::EtcdReachable {}
+            }
+        };
+        self.send(serde_json::to_string(&alarm).expect("an alarm serialises"));
+    }
+
     fn on_state(&self, _now: Time, controller: &Controller) {
         let status = Status::of(controller, &self.raised.lock().expect("observer lock"));
         *self.snapshot.lock().expect("status lock") = Some(status);
@@ -77,11 +121,10 @@ impl ControllerObserver for RealObserver {
 
 /// Runs `command` once per event, one at a time so that a clear never overtakes its raise.
 /// Runs on a task of its own: the controller's loop never waits for it.
-async fn run_alarm_commands(command: Vec<String>, mut events: mpsc::UnboundedReceiver<AlarmEvent>) {
-    while let Some(event) = events.recv().await {
-        let json = serde_json::to_string(&event).expect("an alarm serialises");
-        if let Err(reason) = run_once(&command, json).await {
-            tracing::error!(command = ?command, %reason, ?event, "alarm command failed");
+async fn run_alarm_commands(command: Vec<String>, mut events: mpsc::UnboundedReceiver<String>) {
+    while let Some(json) = events.recv().await {
+        if let Err(reason) = run_once(&command, json.clone()).await {
+            tracing::error!(command = ?command, %reason, event = %json, "alarm command failed");
         }
     }
 }

@@ -3,10 +3,10 @@
 //! `standby status`. Nothing here decides anything: leadership is the election's
 //! (`crate::control_plane`), and this only reports it.
 
-use crate::control_plane::{call, connect, EtcdOptions, LeadError};
-use crate::controller::Durable;
+use crate::control_plane::store::read_state;
+use crate::control_plane::{call, center, connect, EtcdOptions, LeadError};
 use crate::real::status::{
-    unix_ms, ControlPlaneStatus, PlaneSnapshot, ReplicaStatus, Snapshot, Status,
+    unix_ms, ConfigsStatus, ControlPlaneStatus, PlaneSnapshot, ReplicaStatus, Snapshot, Status,
 };
 use etcd_client::{Client, GetOptions, PutOptions};
 use std::time::{Duration, SystemTime};
@@ -71,6 +71,7 @@ impl Reporter {
             leading: false,
             leader: None,
             replicas: Vec::new(),
+            configs: None,
             etcd_error: None,
             etcd_read_unix_ms: None,
         }
@@ -108,8 +109,9 @@ impl Reporter {
         plane.leading = leading;
         plane.leader = leader(&client, options).await?;
         plane.replicas = replicas(&client, options).await?;
+        plane.configs = configs(&client, options).await?;
         plane.etcd_read_unix_ms = Some(unix_ms(SystemTime::now()));
-        let durable = durable(&client, options).await?;
+        let durable = read_state(&client, options).await?;
         Ok((plane, durable.as_ref().map(Status::of_durable)))
     }
 
@@ -170,22 +172,21 @@ async fn replicas(client: &Client, options: &EtcdOptions) -> Result<Vec<ReplicaS
     Ok(replicas)
 }
 
-/// The durable state, if any.
-async fn durable(client: &Client, options: &EtcdOptions) -> Result<Option<Durable>, LeadError> {
-    let key = options.state_key();
-    let found = call(
-        options,
-        "read the state",
-        client.kv_client().get(key.clone(), None),
-    )
-    .await?;
-    let Some(kv) = found.kvs().first() else {
+/// The configs in etcd, and how many users acknowledged them at any replica's center.
+async fn configs(
+    client: &Client,
+    options: &EtcdOptions,
+) -> Result<Option<ConfigsStatus>, LeadError> {
+    let Some(publish) = center::read(client, options).await? else {
         return Ok(None);
     };
-    serde_json::from_slice(kv.value())
-        .map(Some)
-        .map_err(|e| LeadError::Malformed {
-            key,
-            reason: e.to_string(),
-        })
+    let acks = center::read_acks(client, options).await?;
+    let acknowledged = (publish.configs.iter())
+        .filter(|c| acks.get(&c.user).is_some_and(|&e| e >= publish.epoch))
+        .count();
+    Ok(Some(ConfigsStatus {
+        epoch: publish.epoch.0,
+        users: publish.configs.len(),
+        acknowledged,
+    }))
 }

@@ -162,8 +162,7 @@ impl Bound {
             config.topology.clone(),
             center_address.to_string(),
         )
-        .with_links(links)
-        .with_center_link(center_service);
+        .with_links(links);
         // A replica asked to stop gives its etcd lease back first, within this long.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let mut grace = std::time::Duration::ZERO;
@@ -178,6 +177,7 @@ impl Bound {
                 );
                 tasks.spawn(status::serve(status, snapshot, None));
                 let store: Arc<dyn Store> = store;
+                let options = options.with_center_link(center_service);
                 let run = run_controller(options, Clock::new(0), store, observer);
                 Box::pin(async move { run.await.to_string() })
                     as Pin<Box<dyn Future<Output = String> + Send>>
@@ -207,7 +207,8 @@ impl Bound {
                     options.clone()
                 };
                 grace = etcd.call_timeout * 2;
-                let run = run_replica(name, etcd, per_term, Clock::new(0), observer, stopping);
+                let (clock, center) = (Clock::new(0), center_service);
+                let run = run_replica(name, etcd, per_term, clock, observer, center, stopping);
                 Box::pin(async move {
                     run.await;
                     "the replica stopped".to_string()

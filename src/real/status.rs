@@ -47,11 +47,25 @@ pub struct ControlPlaneStatus {
     pub leader: Option<String>,
     /// Every replica running, by name.
     pub replicas: Vec<ReplicaStatus>,
+    /// The users' configs in etcd, once the first leader published them.
+    #[serde(default)]
+    pub configs: Option<ConfigsStatus>,
     /// Why etcd could not be read at the last try (the rest of this is then as of
     /// `etcd_read_unix_ms`).
     pub etcd_error: Option<String>,
     /// When etcd was last read successfully (wall clock, ms since the Unix epoch).
     pub etcd_read_unix_ms: Option<u64>,
+}
+
+/// The users' configs in etcd (what every replica's config center serves).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigsStatus {
+    /// Their epoch.
+    pub epoch: u64,
+    /// How many users have one.
+    pub users: usize,
+    /// How many of them acknowledged this epoch (or a newer one) at some replica's center.
+    pub acknowledged: usize,
 }
 
 /// One replica, as it says in etcd.
@@ -306,12 +320,28 @@ impl fmt::Display for ControlPlaneStatus {
             let (name, state, status) = (&replica.name, &replica.state, &replica.status);
             writeln!(f, "  {name:<16} {state:<12} status {status}")?;
         }
+        if let Some(configs) = &self.configs {
+            let ConfigsStatus {
+                epoch,
+                users,
+                acknowledged,
+            } = configs;
+            writeln!(
+                f,
+                "configs in etcd: epoch {epoch}, acknowledged by {acknowledged} of {users} users"
+            )?;
+        }
         if let Some(error) = &self.etcd_error {
             let read = match self.etcd_read_unix_ms {
                 Some(ms) => format!("{} ago", ago(ms, unix_ms(SystemTime::now()))),
                 None => "never".to_string(),
             };
             writeln!(f, "etcd UNREACHABLE: {error} (last read: {read})")?;
+            writeln!(
+                f,
+                "  this replica cannot lead; while no replica reaches etcd, none leads, and the \
+                 primary refuses writes once its leases run out, until etcd answers (no failsafe)"
+            )?;
         }
         if !self.leading {
             writeln!(

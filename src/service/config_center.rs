@@ -128,6 +128,16 @@ impl CenterService {
         reply
     }
 
+    /// The newest epoch stored (zero before the first publication).
+    pub fn epoch(&self) -> Epoch {
+        self.state.lock().expect("center lock").epoch()
+    }
+
+    /// The epoch each user last acknowledged here.
+    pub fn acks(&self) -> std::collections::BTreeMap<UserId, Epoch> {
+        self.state.lock().expect("center lock").acks().clone()
+    }
+
     fn ack(&self, user: UserId, epoch: Epoch) {
         self.state.lock().expect("center lock").ack(user, epoch);
         self.observer.on_ack(user, epoch);

@@ -35,8 +35,9 @@ pub trait NodeLink: Send + Sync {
 }
 
 /// How the controller reaches the config center: a publication in, the center's reply out
-/// (`None`: no reply in time). The simulator's center is a process of its own, reached over
-/// TCP ([`Peer`]); a real controller publishes to the center in its own process.
+/// (`None`: no reply in time). A controller replica publishes into etcd and then its own
+/// center (`control_plane::center::EtcdCenter`); a single controller, to the center in its
+/// own process; a center elsewhere is reached over TCP ([`Peer`]).
 pub trait CenterLink: Send + Sync {
     /// Delivers `publish`.
     fn publish(
@@ -154,6 +155,11 @@ pub trait ControllerObserver: Send + Sync {
     /// The controller stopped at `now` for `why`; it takes no action after this. Nothing by
     /// default.
     fn on_stopped(&self, _now: Time, _why: &Stopped) {}
+    /// A controller replica has not reached etcd since `lost` (`Some`), for longer than its
+    /// lease TTL: it cannot lead, and while no replica can, the primary's writes are refused
+    /// once its leases run out. `None`: it reaches etcd again. Told at a replica's start too
+    /// (`None`). Nothing by default.
+    fn on_etcd_reach(&self, _now: Time, _lost: Option<Time>) {}
 }
 
 /// An observer that only logs.
