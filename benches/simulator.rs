@@ -3,7 +3,8 @@
 //! beside it, the same scenario and seeds through the bare discrete-event loop over the same
 //! sans-IO core (standby_sim::bare), the ceiling to compare with. Throughput is in simulated
 //! seconds, so criterion's `elem/s` is simulated seconds per wall second (the speed-up over
-//! real time); seeds per second is one over the time per iteration. Run with
+//! real time); seeds per second is one over the time per iteration. The madsim world runs it
+//! with one controller replica (as shipped) and with three. Run with
 //! `cargo bench --bench simulator`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -31,6 +32,21 @@ fn simulator(c: &mut Criterion) {
             seed = seed % SEEDS + 1;
             black_box(
                 standby_sim::world::run(&scenario, seed, Mutation::None)
+                    .events
+                    .len(),
+            )
+        })
+    });
+    // The same with three controller replicas (two standing by, following etcd): the
+    // control plane's cost, against the 0.8x target of issue 14.
+    let mut three = scenario.clone();
+    three.control_plane.replicas = 3;
+    let mut seed = 0;
+    group.bench_function("madsim/primary-majority-crash/replicas=3", |b| {
+        b.iter(|| {
+            seed = seed % SEEDS + 1;
+            black_box(
+                standby_sim::world::run(&three, seed, Mutation::None)
                     .events
                     .len(),
             )

@@ -578,8 +578,17 @@ impl World {
 
     /// Records each cluster's true availability: nodes up and able to talk both ways with
     /// some controller replica.
+    /// A node is available when it is up and the leading replica reaches it (any replica,
+    /// while none leads): the leader alone judges the clusters, so a leader cut from the
+    /// primary fails it over rightly, as a lone controller cut from it does. Taken when a fault
+    /// starts or heals (the swarm draws one control-plane fault a run, so the leader it
+    /// resolves stays the leader while it lasts).
     fn update_truth(&mut self) {
-        let replicas: Vec<SimId> = self.replicas.iter().map(|r| r.id()).collect();
+        let leader = *self.shared.leader.lock().expect("leader");
+        let replicas: Vec<SimId> = match leader {
+            Some(r) => vec![self.replicas[r as usize].id()],
+            None => self.replicas.iter().map(|r| r.id()).collect(),
+        };
         for cluster in Cluster::BOTH {
             let total = self.scenario.topology.nodes_per_cluster as usize;
             let available = (0..total as u16)

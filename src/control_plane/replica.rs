@@ -109,11 +109,7 @@ impl Term<'_> {
         };
         self.reach.leading(true);
         let store = Arc::new(EtcdStore::new(client, self.etcd.clone(), lead));
-        let options = options(&store.guarded());
-        let link = EtcdCenter::new(store.guarded(), self.center.clone());
-        #[cfg(feature = "mutants")]
-        let link = link.with_mutation(options.mutation());
-        let options = options.with_center_link(Arc::new(link));
+        let options = self.term_options(options, &store);
         let acting = self.store_for(&options, store.clone());
         let controller = run_controller(options, self.clock.clone(), acting, observer);
         let why = tokio::select! {
@@ -130,6 +126,20 @@ impl Term<'_> {
             }
         }
         why
+    }
+
+    /// This term's controller options: its guarded writes, and its publications through
+    /// etcd into this replica's config center.
+    fn term_options(
+        &self,
+        options: &impl Fn(&Guarded) -> ControllerOptions,
+        store: &EtcdStore,
+    ) -> ControllerOptions {
+        let options = options(&store.guarded());
+        let link = EtcdCenter::new(store.guarded(), self.center.clone());
+        #[cfg(feature = "mutants")]
+        let link = link.with_mutation(options.mutation());
+        options.with_center_link(Arc::new(link))
     }
 
     #[cfg(not(feature = "mutants"))]
