@@ -26,32 +26,22 @@ fn simulator(c: &mut Criterion) {
     group
         .sample_size(20)
         .throughput(Throughput::Elements(simulated));
-    let mut seed = 0;
-    group.bench_function("madsim/primary-majority-crash", |b| {
-        b.iter(|| {
-            seed = seed % SEEDS + 1;
-            black_box(
-                standby_sim::world::run(&scenario, seed, Mutation::None)
-                    .events
-                    .len(),
-            )
-        })
-    });
+    let mut world = |name: &str, scenario: &Scenario| {
+        let mut seed = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                seed = seed % SEEDS + 1;
+                let run = standby_sim::world::run(scenario, seed, Mutation::None);
+                black_box(run.events.len())
+            })
+        });
+    };
+    world("madsim/primary-majority-crash", &scenario);
     // The same with three controller replicas (two standing by, following etcd): the
     // control plane's cost, against the 0.8x target of issue 14.
     let mut three = scenario.clone();
     three.control_plane.replicas = 3;
-    let mut seed = 0;
-    group.bench_function("madsim/primary-majority-crash/replicas=3", |b| {
-        b.iter(|| {
-            seed = seed % SEEDS + 1;
-            black_box(
-                standby_sim::world::run(&three, seed, Mutation::None)
-                    .events
-                    .len(),
-            )
-        })
-    });
+    world("madsim/primary-majority-crash/replicas=3", &three);
     let mut seed = 0;
     group.bench_function("bare/primary-majority-crash", |b| {
         b.iter(|| {
