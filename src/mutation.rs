@@ -70,11 +70,14 @@ pub enum Mutation {
     PublishSkipsEtcd,
     /// A replica that cannot reach etcd never raises the alarm that says so.
     NoEtcdAlarm,
+    /// The leader writes into etcd without its leadership guard: a write that reaches etcd
+    /// late, after a successor took over, overwrites the successor's state.
+    PersistsUnguarded,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 23] = [
+    pub const ALL: [Mutation; 24] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -98,6 +101,7 @@ impl Mutation {
         Mutation::ActsBeforeRestore,
         Mutation::PublishSkipsEtcd,
         Mutation::NoEtcdAlarm,
+        Mutation::PersistsUnguarded,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -127,6 +131,7 @@ impl Mutation {
             Mutation::ActsBeforeRestore => "acts-before-restore",
             Mutation::PublishSkipsEtcd => "publish-skips-etcd",
             Mutation::NoEtcdAlarm => "no-etcd-alarm",
+            Mutation::PersistsUnguarded => "persists-unguarded",
         }
     }
 

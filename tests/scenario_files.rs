@@ -167,6 +167,32 @@ fn an_unknown_partition_party_is_refused_naming_its_side() {
     assert_names(&message, &["bad.toml", "faults[0].to", "moon"]);
 }
 
+#[test]
+fn a_held_partition_that_is_not_between_replicas_and_etcd_is_refused() {
+    let held = |from: &str, to: &str| {
+        GOOD.replace(
+            "kind = \"crash\"\nnodes = [\"a/0\", \"a/1\", \"a/2\"]",
+            &format!("kind = \"partition\"\nfrom = {from}\nto = {to}\nheld = true"),
+        )
+    };
+    for (from, to) in [
+        (r#"["a"]"#, r#"["b"]"#),
+        (r#"["controller/leader"]"#, r#"["etcd", "a"]"#),
+        (r#"["users"]"#, r#"["etcd"]"#),
+    ] {
+        let message = refused(&held(from, to));
+        assert_names(&message, &["bad.toml", "faults[0].held", "only `etcd`"]);
+    }
+    for (from, to) in [
+        (r#"["controller/leader"]"#, r#"["etcd"]"#),
+        (r#"["etcd"]"#, r#"["controller"]"#),
+    ] {
+        let text = held(from, to);
+        let parsed = Scenario::parse(Path::new("scenarios/good.toml"), &text);
+        assert!(parsed.is_ok(), "{from} <-> {to} refused: {parsed:?}");
+    }
+}
+
 /// `GOOD`'s fault started by a controller transition instead of at a fixed time.
 fn with_trigger(trigger: &str) -> String {
     GOOD.replace("at_ms = 10000", &format!("after = {{ {trigger} }}"))

@@ -104,6 +104,7 @@ scenario_tests! {
     a_new_leader_after_a_stall_waits_out_its_predecessors_leases => "leader-stalls-while-primary-cut-off",
     an_old_leader_leading_again_restores_its_successors_state => "leader-paused-then-successor-killed",
     users_cut_from_the_leader_get_the_new_config_from_the_replicas_standing_by => "leader-cut-from-users-while-primary-fails",
+    a_late_write_of_a_deposed_leader_never_replaces_its_successors_state => "leader-cut-from-etcd-its-late-write-lands-after-takeover",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -158,7 +158,9 @@ fn every_option_varies_over_200_seeds() {
             FaultKind::Crash { .. } => {
                 shapes.insert("crash: some nodes");
             }
-            FaultKind::Partition { from, to, one_way } => {
+            FaultKind::Partition {
+                from, to, one_way, ..
+            } => {
                 shapes.insert(if *one_way {
                     "partition: one way"
                 } else {

@@ -351,7 +351,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 23] = [
+pub const MUTANTS: [MutantSpec; 24] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -458,6 +458,11 @@ pub const MUTANTS: [MutantSpec; 23] = [
         Mutation::NoEtcdAlarm,
         "expectation",
         "etcd-out-30s-healthy-primary",
+    ),
+    spec(
+        Mutation::PersistsUnguarded,
+        "epochs-monotonic",
+        "leader-cut-from-etcd-its-late-write-lands-after-takeover",
     ),
 ];
 

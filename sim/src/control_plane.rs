@@ -83,6 +83,8 @@ pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32, mutation: Mutati
         max_clock_drift_ppm,
         credentials: None,
         mutation,
+        // Never held; the world gives each replica a hold of its own.
+        hold: standby::control_plane::hold::hold(|_| {}).1,
     }
 }
 

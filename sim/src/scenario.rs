@@ -50,9 +50,19 @@ impl FaultKind {
         match self {
             FaultKind::Crash { nodes } => format!("crash {}", nodes.join(" ")),
             FaultKind::Wipe { nodes } => format!("wipe {}", nodes.join(" ")),
-            FaultKind::Partition { from, to, one_way } => {
+            FaultKind::Partition {
+                from,
+                to,
+                one_way,
+                held,
+            } => {
                 let arrow = if *one_way { "->" } else { "<->" };
-                format!("partition {} {arrow} {}", from.join(" "), to.join(" "))
+                let held = if *held { ", writes held" } else { "" };
+                format!(
+                    "partition {} {arrow} {}{held}",
+                    from.join(" "),
+                    to.join(" ")
+                )
             }
             FaultKind::LinkCut { shards } if shards.is_empty() => {
                 "replication links cut, all shards".into()
@@ -284,6 +294,11 @@ pub enum FaultKind {
         /// Only `from` -> `to` is cut.
         #[serde(default)]
         one_way: bool,
+        /// Between controller replicas and etcd only: each guarded write a replica sends
+        /// during the cut is held, not lost, and reaches etcd when the cut heals (as TCP
+        /// delivers what it had buffered), long after the replica gave up on it.
+        #[serde(default)]
+        held: bool,
     },
     /// The replication links of some shards (`a/i` <-> `b/i`) are cut.
     LinkCut {
@@ -552,7 +567,10 @@ impl Scenario {
                 }
                 Vec::new()
             }
-            FaultKind::Partition { from, to, .. } => {
+            FaultKind::Partition { from, to, held, .. } => {
+                if *held {
+                    self.validate_held(from, to)?;
+                }
                 let from = from.iter().map(|p| ("from", p));
                 from.chain(to.iter().map(|p| ("to", p))).collect()
             }
@@ -589,6 +607,29 @@ impl Scenario {
                 .map_err(|reason| (field.to_owned(), format!("`{party}`: {reason}")))?;
         }
         Ok(())
+    }
+}
+
+impl Scenario {
+    /// A held partition is between controller replicas on one side and etcd alone on the
+    /// other: only a replica's writes to etcd are held.
+    fn validate_held(&self, from: &[String], to: &[String]) -> Result<(), (String, String)> {
+        let replicas = |side: &[String]| {
+            !side.is_empty()
+                && side.iter().all(|p| {
+                    matches!(
+                        Party::parse(p, self),
+                        Ok(Party::Controller | Party::Replica(_) | Party::Leader)
+                    )
+                })
+        };
+        let etcd = |side: &[String]| side.len() == 1 && side[0] == "etcd";
+        if (replicas(from) && etcd(to)) || (etcd(from) && replicas(to)) {
+            return Ok(());
+        }
+        let reason = "a held partition must have controller replicas on one side and only \
+                      `etcd` on the other (only a replica's writes to etcd are held)";
+        Err(("held".into(), reason.into()))
     }
 }
 

@@ -290,7 +290,16 @@ fn control_plane(
         1 => (FaultKind::ReplicaPause { replicas: leader() }, 10_000),
         2 => {
             let (from, to, one_way) = (leader(), vec!["etcd".to_string()], false);
-            (FaultKind::Partition { from, to, one_way }, 15_000)
+            let held = false;
+            (
+                FaultKind::Partition {
+                    from,
+                    to,
+                    one_way,
+                    held,
+                },
+                15_000,
+            )
         }
         3 => (FaultKind::EtcdPause, 3_000),
         _ => (replica_cut(rng, plane.replicas, nodes), 15_000),
@@ -339,6 +348,7 @@ fn replica_cut(rng: &mut SplitMix64, replicas: u16, nodes: u16) -> FaultKind {
         from: vec![replica],
         to: vec![other],
         one_way: rng.chance(1, 3),
+        held: false,
     }
 }
 
@@ -470,6 +480,7 @@ fn fault_kind(rng: &mut SplitMix64, nodes: u16, latency_cap: u64) -> FaultKind {
                 from: from.iter().map(SwarmParty::name).collect(),
                 to: to.iter().map(SwarmParty::name).collect(),
                 one_way: rng.chance(1, 3),
+                held: false,
             }
         }
         "link-cut" => {

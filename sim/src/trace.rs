@@ -177,6 +177,15 @@ pub enum Event {
         /// The replica.
         replica: u16,
     },
+    /// A guarded write that a `held` partition kept from etcd is sent now, at the heal,
+    /// `held_ms` after its replica sent it (and long after it gave up on the answer): etcd
+    /// takes it only if its writer's leadership guard still holds.
+    HeldWriteDelivered {
+        /// The replica that wrote it.
+        replica: u16,
+        /// How long it was held.
+        held_ms: u64,
+    },
     /// A replica acted (a heartbeat, a publication, an alarm) in a term other than that of
     /// the last action any replica took. These terms must rise: one older than an earlier
     /// one is a deposed leader acting after its successor (`single-leader`).
@@ -508,6 +517,9 @@ pub fn describe(event: &Event) -> String {
             "ctl/{replica:<5} ALARM: etcd unreachable since {since}: no replica without it may lead"
         ),
         Event::EtcdReachable { replica } => format!("ctl/{replica:<5} reaches etcd again"),
+        Event::HeldWriteDelivered { replica, held_ms } => {
+            format!("ctl/{replica:<5} its write held {held_ms} ms in the network reaches etcd now")
+        }
         Event::Acting { replica, term } => format!("ctl/{replica:<5} acts in term {term}"),
         Event::Controller(note) => format!("ctl       {}", describe_note(note)),
         Event::Alarm(AlarmEvent::Raised(alarm)) => {

@@ -10,6 +10,8 @@ use madsim::net::NetSim;
 use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimId;
+use standby::control_plane::hold::HoldSwitch;
+use standby::control_plane::EtcdOptions;
 use standby::controller::{Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
 use standby::service::controller::ControllerOptions;
@@ -202,6 +204,9 @@ struct World {
     nodes: BTreeMap<NodeId, NodeHandle>,
     /// The controller replicas, `controller/0..N-1`.
     replicas: Vec<NodeHandle>,
+    /// Each replica's hold on its guarded writes to etcd (`held` partitions), and how many
+    /// running faults hold it.
+    holds: Vec<(HoldSwitch, u32)>,
     etcd: NodeHandle,
     users: Vec<NodeHandle>,
     /// Who leads, and the last durable state, as the replicas' observers saw them.
@@ -264,12 +269,25 @@ impl World {
             scenario.controller.max_clock_drift_ppm,
             mutation,
         );
+        let mut holds = Vec::new();
         let replicas = (0..plane.replicas)
             .map(|r| {
+                let traced = trace.clone();
+                let (switch, hold) = standby::control_plane::hold::hold(move |held| {
+                    let held_ms = held.as_millis() as u64;
+                    traced.record(Event::HeldWriteDelivered {
+                        replica: r,
+                        held_ms,
+                    });
+                });
+                holds.push(switch);
                 control_plane::spawn_replica(
                     &handle,
                     r,
-                    etcd_options.clone(),
+                    EtcdOptions {
+                        hold,
+                        ..etcd_options.clone()
+                    },
                     options.clone(),
                     Clock::with_origin(origin, 0),
                     &trace,
@@ -293,6 +311,7 @@ impl World {
             disks,
             nodes,
             replicas,
+            holds: holds.into_iter().map(|switch| (switch, 0)).collect(),
             etcd,
             users,
             shared,
@@ -418,7 +437,12 @@ impl World {
                 }
             }
             FaultKind::Wipe { .. } => {}
-            FaultKind::Partition { from, to, one_way } => {
+            FaultKind::Partition {
+                from,
+                to,
+                one_way,
+                held,
+            } => {
                 // Parties resolved at the start (`controller/leader` names a replica then);
                 // the heal restores the same links.
                 let (from, to) = match heal {
@@ -436,6 +460,10 @@ impl World {
                             self.cut_link(y, x, heal);
                         }
                     }
+                }
+                if *held {
+                    // After the links heal: what was held is sent over them.
+                    self.hold_writes(from.iter().chain(&to), heal);
                 }
             }
             FaultKind::LinkCut { shards } => {
@@ -504,6 +532,22 @@ impl World {
                 (Hit::Pause, false) => self.handle.pause(id),
                 (Hit::Pause, true) => self.handle.resume(id),
             }
+        }
+    }
+
+    /// Holds (or, at the heal, sends) the guarded writes to etcd of the replicas among `ids`.
+    fn hold_writes<'a>(&mut self, ids: impl Iterator<Item = &'a SimId>, heal: bool) {
+        for &id in ids {
+            let Some(r) = self.replicas.iter().position(|r| r.id() == id) else {
+                continue;
+            };
+            let (switch, count) = &mut self.holds[r];
+            *count = if heal {
+                count.saturating_sub(1)
+            } else {
+                *count + 1
+            };
+            switch.set(*count > 0);
         }
     }
 

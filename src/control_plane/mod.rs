@@ -10,6 +10,8 @@
 //! request deadline of etcd's own (every call here carries its own timeout).
 
 pub mod center;
+#[cfg(madsim)]
+pub mod hold;
 pub mod lead;
 pub mod reach;
 pub mod replica;
@@ -44,6 +46,10 @@ pub struct EtcdOptions {
     /// The deliberate bug of a mutant of the replica's own code (simulator builds only).
     #[cfg(feature = "mutants")]
     pub mutation: crate::controller::Mutation,
+    /// Holds this replica's guarded writes in the network, to deliver them late (simulator
+    /// builds only: see [`hold`]).
+    #[cfg(madsim)]
+    pub hold: hold::Hold,
 }
 
 impl std::fmt::Debug for EtcdOptions {

@@ -34,14 +34,29 @@ impl Guarded {
     /// changes nothing, and tells it so ([`LeadError::Deposed`]).
     pub async fn put(&self, key: String, value: Vec<u8>) -> Result<(), LeadError> {
         let txn = Txn::new()
-            .when([self.guard.clone()])
+            .when(self.guards())
             .and_then([TxnOp::put(key, value, None)]);
         let mut kv = self.client.kv_client();
-        let done = call(&self.options, "guarded put", kv.txn(txn)).await?;
+        let request = async move { kv.txn(txn).await };
+        #[cfg(madsim)]
+        let request = self.options.hold.send(request);
+        let done = call(&self.options, "guarded put", request).await?;
         match done.succeeded() {
             true => Ok(()),
             false => Err(LeadError::Deposed),
         }
+    }
+}
+
+impl Guarded {
+    /// The compares a write carries: this replica's leadership (none, for the
+    /// `persists-unguarded` mutant).
+    fn guards(&self) -> Vec<Compare> {
+        #[cfg(feature = "mutants")]
+        if self.options.mutation == crate::controller::Mutation::PersistsUnguarded {
+            return Vec::new();
+        }
+        vec![self.guard.clone()]
     }
 }
 
