@@ -59,17 +59,18 @@ impl Etcd {
             child,
             endpoint: format!("127.0.0.1:{client}"),
         };
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let connect = etcd_client::Client::connect([etcd.endpoint.as_str()], None);
+        let endpoint = etcd.endpoint.as_str();
+        eventually(SETTLE, Duration::from_millis(50), || async move {
+            let connect = etcd_client::Client::connect([endpoint], None);
             if let Ok(Ok(mut c)) = tokio::time::timeout(CALL, connect).await {
                 if c.get("probe", None).await.is_ok() {
-                    return etcd;
+                    return Ok(());
                 }
             }
-            assert!(Instant::now() < deadline, "etcd never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err("etcd never answered".to_string())
+        })
+        .await;
+        etcd
     }
 }
 
@@ -315,10 +316,9 @@ impl World {
         what: &str,
         done: impl Fn(&Status) -> bool,
     ) -> (usize, Status) {
-        let deadline = Instant::now() + TAKEOVER;
-        let mut seen = Vec::new();
-        loop {
-            seen.clear();
+        let done = &done;
+        eventually(TAKEOVER, Duration::from_millis(50), || async move {
+            let mut seen = Vec::new();
             for (i, replica) in self.replicas.iter().enumerate() {
                 if Some(i) == not || replica.child.is_none() {
                     continue;
@@ -327,17 +327,14 @@ impl World {
                 if let Ok((_, status)) = &answer {
                     let leading = status.control_plane.as_ref().is_some_and(|p| p.leading);
                     if leading && done(status) {
-                        return (i, status.clone());
+                        return Ok((i, status.clone()));
                     }
                 }
                 seen.push(format!("{}: {answer:?}", replica.name));
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what}: last statuses: {seen:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            Err(format!("{what}: last statuses: {seen:#?}"))
+        })
+        .await
     }
 }
 
@@ -451,46 +448,47 @@ async fn a_user_following_one_replica_standing_by_gets_every_config_from_etcd() 
 
 /// Waits (bounded) until `replica`'s alarm command has been given an event of `kind`.
 async fn until_alarm(replica: &Replica, kind: &str) {
-    let deadline = Instant::now() + SETTLE;
-    loop {
+    eventually(SETTLE, Duration::from_millis(100), || async move {
         let alarms = std::fs::read_to_string(&replica.alarms).unwrap_or_default();
         let events: Vec<serde_json::Value> = (alarms.lines())
             .map(|line| serde_json::from_str(line).expect("one JSON object a line"))
             .collect();
-        if events.iter().any(|e| e.get(kind).is_some()) {
-            return;
+        match events.iter().any(|e| e.get(kind).is_some()) {
+            true => Ok(()),
+            false => Err(format!("{}: no {kind} alarm event: {alarms}", replica.name)),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{}: no {kind} alarm event: {alarms}",
-            replica.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+}
+
+/// Waits (bounded) until `replica`'s own status says it leads; fails with `what` otherwise.
+async fn until_leading(replica: &Replica, what: &str) {
+    eventually(TAKEOVER, Duration::from_millis(100), || async move {
+        match query(&replica.status, Duration::from_secs(1)).await {
+            Ok((_, status)) if status.control_plane.as_ref().is_some_and(|p| p.leading) => Ok(()),
+            answer => Err(format!("{what}: {answer:?}")),
+        }
+    })
+    .await
 }
 
 /// Waits (bounded) until `replica`'s status says etcd holds the configs of `epoch`, and user
 /// 0 acknowledged them.
 async fn until_configs(replica: &Replica, epoch: u64) {
-    let deadline = Instant::now() + TAKEOVER;
-    loop {
+    eventually(TAKEOVER, Duration::from_millis(100), || async move {
         let answer = query(&replica.status, Duration::from_millis(500)).await;
         let configs = (answer.as_ref().ok())
             .and_then(|(_, s)| s.control_plane.as_ref())
             .and_then(|plane| plane.configs.clone());
-        if configs
-            .as_ref()
-            .is_some_and(|c| c.epoch == epoch && c.acknowledged >= 1)
-        {
-            return;
+        match configs.is_some_and(|c| c.epoch == epoch && c.acknowledged >= 1) {
+            true => Ok(()),
+            false => Err(format!(
+                "{}: no configs of epoch {epoch} acknowledged in etcd: {answer:?}",
+                replica.name
+            )),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{}: no configs of epoch {epoch} acknowledged in etcd: {answer:?}",
-            replica.name
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// The leader is SIGSTOPped for 5 s (past its etcd lease) while the primary is healthy and a
@@ -552,31 +550,29 @@ async fn a_leader_cut_from_etcd_stands_down_and_another_leads() {
 /// Waits (bounded) until `node`'s state in etcd says it is a backup: it has followed the new
 /// primary, with its divergent writes (if any) exported to its quarantine file first.
 async fn until_backup_in_etcd(etcd: &Etcd, node: NodeId) {
-    let mut client = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+    let client = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
         .await
         .unwrap();
-    let key = format!("standby/nodes/{}-{}", node.cluster, node.index);
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let found = client.get(key.as_str(), None).await.unwrap();
+    let (key, client) = (
+        &format!("standby/nodes/{}-{}", node.cluster, node.index),
+        &client,
+    );
+    eventually(SETTLE, Duration::from_millis(50), || async move {
+        let found = client.clone().get(key.as_str(), None).await.unwrap();
         let state: Option<NodeState> =
             (found.kvs().first()).map(|kv| serde_json::from_slice(kv.value()).unwrap());
-        if state
-            .as_ref()
-            .is_some_and(|s| s.role == standby::protocol::Role::Backup)
-        {
-            return;
+        match &state {
+            Some(s) if s.role == standby::protocol::Role::Backup => Ok(()),
+            _ => Err(format!("{node} in etcd: {state:?}")),
         }
-        assert!(Instant::now() < deadline, "{node} in etcd: {state:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// Waits (bounded) until `replica`'s own status says it stands by (and, if `cut`, that it
 /// cannot read etcd: it then answers with that error if it never read the state there).
 async fn standing_by(replica: &Replica, cut: bool) {
-    let deadline = Instant::now() + TAKEOVER;
-    loop {
+    eventually(TAKEOVER, Duration::from_millis(100), || async move {
         let answer = query(&replica.status, Duration::from_secs(1)).await;
         let done = match &answer {
             Ok((_, status)) => {
@@ -585,12 +581,12 @@ async fn standing_by(replica: &Replica, cut: bool) {
             }
             Err(e) => cut && e.to_string().contains("cannot read etcd"),
         };
-        if done {
-            return;
+        match done {
+            true => Ok(()),
+            false => Err(format!("{}: {answer:?}", replica.name)),
         }
-        assert!(Instant::now() < deadline, "{}: {answer:?}", replica.name);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 /// A leader stopped with SIGTERM (a supervisor's stop, a rolling restart) stops acting and
@@ -604,17 +600,11 @@ async fn a_leader_stopped_with_sigterm_gives_its_lease_back() {
         .await;
     world.replicas[leader].signal("TERM");
     let mut child = world.replicas[leader].child.take().expect("running");
-    let deadline = Instant::now() + SETTLE;
-    let exited = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replica did not exit on SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let exited = eventually(SETTLE, Duration::from_millis(10), || {
+        let exited = child.try_wait().unwrap();
+        async move { exited.ok_or_else(|| "the replica did not exit on SIGTERM".to_string()) }
+    })
+    .await;
     assert!(exited.success(), "{exited:?}");
     let mut etcd = etcd_client::Client::connect([world._etcd.endpoint.as_str()], None)
         .await
@@ -671,34 +661,24 @@ async fn a_replica_started_with_etcd_unreachable_says_so_and_keeps_trying() {
     replica.relay.set_cut(true);
     replica.kill();
     replica.spawn();
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let answer = query(&replica.status, Duration::from_secs(1)).await;
-        let says = match &answer {
+    let status = &replica.status;
+    eventually(SETTLE, Duration::from_millis(100), || async move {
+        let says = match query(status, Duration::from_secs(1)).await {
             Err(e) => e.to_string(),
-            Ok((line, _)) => line.clone(),
+            Ok((line, _)) => line,
         };
-        if says.contains("cannot read etcd") {
-            break;
+        match says.contains("cannot read etcd") {
+            true => Ok(()),
+            false => Err(format!("the replica says: {says}")),
         }
-        assert!(Instant::now() < deadline, "the replica says: {says}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     let log = std::fs::read_to_string(&replica.log).unwrap();
     assert!(log.contains("etcd does not answer"), "{log}");
     // A TTL without an answer: the alarm command hears of it.
     until_alarm(&replica, "EtcdUnreachable").await;
     replica.relay.set_cut(false);
-    let deadline = Instant::now() + TAKEOVER;
-    loop {
-        if let Ok((_, status)) = query(&replica.status, Duration::from_secs(1)).await {
-            if status.control_plane.as_ref().is_some_and(|p| p.leading) {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "the replica never led");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_leading(&replica, "the replica never led").await;
     until_alarm(&replica, "EtcdReachable").await;
     drop(replica);
     drop(etcd);
@@ -749,19 +729,7 @@ async fn wrong_etcd_credentials_are_refused_with_exit_status_2() {
 
     std::fs::write(dir.join("etcd.password"), "standby-secret\n").unwrap();
     replica.spawn();
-    let deadline = Instant::now() + TAKEOVER;
-    loop {
-        if let Ok((_, status)) = query(&replica.status, Duration::from_secs(1)).await {
-            if status.control_plane.as_ref().is_some_and(|p| p.leading) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replica never led with the right password"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_leading(&replica, "the replica never led with the right password").await;
     drop(replica);
     drop(etcd);
     drop(servers);

@@ -8,7 +8,7 @@
 //! replica keeps the acknowledgements its own center took at `<prefix>/acks/<name>`.
 
 use super::reach::Reach;
-use super::store::Guarded;
+use super::store::{get_json, Guarded};
 use super::{call, EtcdOptions, LeadError};
 use crate::protocol::{Publish, PublishReply};
 use crate::service::config_center::CenterService;
@@ -119,10 +119,13 @@ fn parse(key: &str, value: &[u8]) -> Option<Publish> {
 
 /// The publication held in etcd, if any.
 pub async fn read(client: &Client, options: &EtcdOptions) -> Result<Option<Publish>, LeadError> {
-    let key = options.configs_key();
-    let mut kv = client.kv_client();
-    let found = call(options, "read configs", kv.get(key.clone(), None)).await?;
-    Ok((found.kvs().first()).and_then(|kv| parse(&key, kv.value())))
+    match get_json(client, options, "read configs", options.configs_key()).await {
+        Err(LeadError::Malformed { key, reason }) => {
+            tracing::error!(%key, %reason, "the configs in etcd are malformed; ignored");
+            Ok(None)
+        }
+        read => read,
+    }
 }
 
 /// Feeds `center` every publication newer than it holds, as etcd gets them, and tells

@@ -65,17 +65,26 @@ pub async fn read_state(
     client: &Client,
     options: &EtcdOptions,
 ) -> Result<Option<Durable>, LeadError> {
-    let key = options.state_key();
+    get_json(client, options, "read the state", options.state_key()).await
+}
+
+/// The JSON value at `key`, if any; [`LeadError::Malformed`] if it is not a `T`.
+pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    options: &EtcdOptions,
+    what: &str,
+    key: String,
+) -> Result<Option<T>, LeadError> {
     let mut kv = client.kv_client();
-    let found = call(options, "read the state", kv.get(key.clone(), None)).await?;
+    let found = call(options, what, kv.get(key.clone(), None)).await?;
     let Some(kv) = found.kvs().first() else {
         return Ok(None);
     };
-    let state = serde_json::from_slice(kv.value()).map_err(|e| LeadError::Malformed {
+    let value = serde_json::from_slice(kv.value()).map_err(|e| LeadError::Malformed {
         key,
         reason: e.to_string(),
     })?;
-    Ok(Some(state))
+    Ok(Some(value))
 }
 
 /// A [`Store`] at one etcd key, written only while `lead` holds.

@@ -247,19 +247,34 @@ count = 3
     )
 }
 
+/// Runs `check` every `every` until it gives `Ok`, for at most `limit`; then fails with the
+/// last `Err` it gave (what it saw).
+pub async fn eventually<T, F, Fut>(limit: Duration, every: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = match check().await {
+            Ok(done) => return done,
+            Err(seen) => seen,
+        };
+        assert!(Instant::now() < deadline, "{seen}");
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls the status until `done` holds, for at most `SETTLE`.
 pub async fn status_until(address: &str, what: &str, done: impl Fn(&Status) -> bool) -> Status {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let answer = query(address, Duration::from_secs(1)).await;
-        if let Ok((_, status)) = &answer {
-            if done(status) {
-                return status.clone();
-            }
+    let done = &done;
+    eventually(SETTLE, Duration::from_millis(50), || async move {
+        match query(address, Duration::from_secs(1)).await {
+            Ok((_, status)) if done(&status) => Ok(status),
+            answer => Err(format!("{what}: last status: {answer:?}")),
         }
-        assert!(Instant::now() < deadline, "{what}: last status: {answer:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 pub fn cluster_role(status: &Status, cluster: &str) -> String {
@@ -453,15 +468,13 @@ pub async fn cut_replication(address: &str) {
 
 /// Waits (bounded) until the controller's state file says `node` is a backup.
 pub async fn until_backup(config: &Config, node: NodeId) {
-    let deadline = Instant::now() + SETTLE;
-    while node_state(config, node).role != standby::protocol::Role::Backup {
-        assert!(
-            Instant::now() < deadline,
-            "{node}: {:?}",
-            node_state(config, node)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(SETTLE, Duration::from_millis(50), || async move {
+        match node_state(config, node) {
+            state if state.role == standby::protocol::Role::Backup => Ok(()),
+            state => Err(format!("{node}: {state:?}")),
+        }
+    })
+    .await
 }
 
 /// Waits until the client has acknowledged `count` writes of `epoch` on `node` in all.
