@@ -564,6 +564,9 @@ fn replay(
     Ok(verdict.violations.is_empty())
 }
 
+/// Seeds between two progress lines of a swarm whose progress bar is hidden.
+const SWARM_LOG_EVERY: u64 = 1000;
+
 /// Runs swarm seeds `seeds` (each its own generated scenario), and prints a summary with
 /// safety and liveness failures apart, and for each failing seed its generated scenario and
 /// replay command.
@@ -577,13 +580,30 @@ fn swarm(
     let started = std::time::Instant::now();
     let progress = progress_bar(seeds.len() as u64, json);
     progress.set_message("swarm");
-    let failures = AtomicU64::new(0);
+    // A long swarm (the release check runs for an hour) without a terminal, or with `--json`,
+    // still says how far it is and names each failure as it happens, on stderr: a run cut
+    // short keeps what it found.
+    let log = progress.is_hidden();
+    let (failures, finished) = (AtomicU64::new(0), AtomicU64::new(0));
     let done = |run: &SeedRun| {
-        if swarm::failed(run) {
-            let n = failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let failed = swarm::failed(run);
+        let n = failures.fetch_add(u64::from(failed), Ordering::Relaxed) + u64::from(failed);
+        if failed {
             progress.set_prefix(format!("{n} failed"));
+            if log {
+                let replay = swarm_replay_command(run.seed, mutation);
+                eprintln!("swarm: seed {} FAILED; replay: {replay}", run.seed);
+            }
         }
         progress.inc(1);
+        let count = finished.fetch_add(1, Ordering::Relaxed) + 1;
+        if log && (count % SWARM_LOG_EVERY == 0 || count == seeds.len() as u64) {
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "swarm: {count}/{} seeds, {n} failed, {secs:.0} s",
+                seeds.len()
+            );
+        }
     };
     let runs = swarm::run_swarm(seeds, mutation, jobs, twice, &done);
     progress.finish_and_clear();
