@@ -6,6 +6,7 @@
 use crate::trace::{Event, Trace};
 use madsim::runtime::{Handle, NodeHandle};
 use standby::config_center::ConfigCenter;
+use standby::control_plane::hold::Hold;
 use standby::control_plane::replica::run_replica;
 use standby::control_plane::EtcdOptions;
 use standby::controller::{Action, Controller, Durable, Mutation};
@@ -70,7 +71,14 @@ pub fn spawn_etcd(handle: &Handle) -> NodeHandle {
 }
 
 /// The etcd options every replica of a scenario uses.
-pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32, mutation: Mutation) -> EtcdOptions {
+/// The options of one replica's etcd client; `hold` is the replica's own (see
+/// [`standby::control_plane::hold`]).
+pub fn etcd_options(
+    lease_ttl_s: u64,
+    max_clock_drift_ppm: u32,
+    mutation: Mutation,
+    hold: Hold,
+) -> EtcdOptions {
     EtcdOptions {
         endpoints: vec![format!("{ETCD_IP}:{ETCD_PORT}")],
         prefix: "standby".into(),
@@ -83,8 +91,7 @@ pub fn etcd_options(lease_ttl_s: u64, max_clock_drift_ppm: u32, mutation: Mutati
         max_clock_drift_ppm,
         credentials: None,
         mutation,
-        // Never held; the world gives each replica a hold of its own.
-        hold: standby::control_plane::hold::hold(|_| {}).1,
+        hold,
     }
 }
 

@@ -608,9 +608,7 @@ impl Scenario {
         }
         Ok(())
     }
-}
 
-impl Scenario {
     /// A held partition is between controller replicas on one side and etcd alone on the
     /// other: only a replica's writes to etcd are held.
     fn validate_held(&self, from: &[String], to: &[String]) -> Result<(), (String, String)> {

@@ -11,7 +11,6 @@ use madsim::rand::Rng;
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::task::NodeId as SimId;
 use standby::control_plane::hold::HoldSwitch;
-use standby::control_plane::EtcdOptions;
 use standby::controller::{Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
 use standby::service::controller::ControllerOptions;
@@ -264,11 +263,6 @@ impl World {
                 .with_mutation(mutation)
         });
         let plane = &scenario.control_plane;
-        let etcd_options = control_plane::etcd_options(
-            plane.etcd_lease_ttl_s,
-            scenario.controller.max_clock_drift_ppm,
-            mutation,
-        );
         let mut holds = Vec::new();
         let replicas = (0..plane.replicas)
             .map(|r| {
@@ -284,10 +278,12 @@ impl World {
                 control_plane::spawn_replica(
                     &handle,
                     r,
-                    EtcdOptions {
+                    control_plane::etcd_options(
+                        plane.etcd_lease_ttl_s,
+                        scenario.controller.max_clock_drift_ppm,
+                        mutation,
                         hold,
-                        ..etcd_options.clone()
-                    },
+                    ),
                     options.clone(),
                     Clock::with_origin(origin, 0),
                     &trace,
