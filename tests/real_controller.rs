@@ -427,6 +427,23 @@ fn durable(epoch: u64) -> Durable {
     }
 }
 
+#[test]
+fn a_replica_standing_by_tells_a_double_failure_from_a_failover_by_the_durable_alarms() {
+    // `durable(2)`: b primary, failing over, only the first alarm (on a) open.
+    let mut state = durable(2);
+    assert_eq!(Status::of_durable(&state).phase, "failover");
+    let second = Alarm {
+        id: 4,
+        kind: AlarmKind::BackupFailed,
+        cluster: Cluster::A,
+        ..state.open_alarms[&3].clone()
+    };
+    state.open_alarms.insert(4, second);
+    assert_eq!(Status::of_durable(&state).phase, "double failure");
+    state.failing_over = false;
+    assert_eq!(Status::of_durable(&state).phase, "normal");
+}
+
 #[tokio::test]
 async fn the_state_file_round_trips_and_is_replaced_atomically() {
     let dir = temp_dir("round-trip");

@@ -673,18 +673,18 @@ fn describe_note(note: &Note) -> String {
             cluster,
             resumed: true,
         } if *epoch == Epoch(1) => {
-            format!("{epoch} begins: {cluster} is primary")
+            format!("{epoch} decided: {cluster} is primary")
         }
         Note::Promoted {
             epoch,
             cluster,
             resumed: true,
-        } => format!("{epoch} begins: {cluster} RESUMES as primary"),
+        } => format!("{epoch} decided: {cluster} RESUMES as primary"),
         Note::Promoted {
             epoch,
             cluster,
             resumed: false,
-        } => format!("{epoch} begins: FAILOVER, {cluster} is promoted"),
+        } => format!("{epoch} decided: FAILOVER, {cluster} is promoted"),
         Note::StopPoint { shard, lsn } => format!("{shard} stop point: lsn {}", lsn.0),
         Note::BackupRejoining { cluster } => {
             format!("cluster {cluster} recovered: rejoins as backup")

@@ -162,9 +162,16 @@ impl Status {
 
     /// What a replica standing by shows: the durable state in etcd (no cluster observed).
     pub fn of_durable(durable: &crate::controller::Durable) -> Status {
-        let phase = match durable.failing_over {
-            true => "failover",
-            false => "normal",
+        // The leader's phase is not durable; what is: a failover under way, and the second
+        // alarm it raises when it finds the backup failed too (its double failure).
+        let backup_failed = (durable.open_alarms.values()).any(|alarm| {
+            alarm.kind == crate::controller::AlarmKind::BackupFailed
+                && alarm.cluster == durable.primary.other()
+        });
+        let phase = match (durable.failing_over, backup_failed) {
+            (true, true) => "double failure",
+            (true, false) => "failover",
+            (false, _) => "normal",
         };
         Status {
             epoch: durable.epoch.0,
