@@ -167,3 +167,27 @@ fn the_same_seed_replays_the_same_trace() {
         );
     }
 }
+
+#[test]
+fn a_failover_shows_in_the_users_availability_and_ends_their_wait_before_the_nodes_return() {
+    let file = scenarios_dir().join("primary-majority-crash.toml");
+    let scenario = Scenario::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    let measures = run_seed(&scenario, 1, Mutation::None).verdict.measures;
+    let a = measures.availability;
+    // 10 users at 10 writes/s for 45 s.
+    assert!((3_500..5_000).contains(&a.attempted), "{a:?}");
+    assert_eq!(a.attempted, a.acknowledged + a.refused + a.unanswered);
+    assert!(
+        a.refused > 0 && a.unanswered > 0,
+        "the crash and the fence show: {a:?}"
+    );
+    assert!((0.9..1.0).contains(&a.acknowledged_share()), "{a:?}");
+    // The users of the crashed shards wait at least until the failure is declared, and far
+    // less than the 10 s the nodes stay down: the failover, not the nodes' return, ends it.
+    let detection = measures.detection_ms[0];
+    assert!(
+        a.longest_unacknowledged_ms >= detection,
+        "{a:?}, detection {detection} ms"
+    );
+    assert!(a.longest_unacknowledged_ms < 5_000, "{a:?}");
+}

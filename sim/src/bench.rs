@@ -4,6 +4,7 @@
 //! after the leading controller replica is killed; and the simulator's own speed. Every configuration is a shipped scenario with a few settings
 //! changed, named so that `cargo sim replay --bench NAME --seed S` rebuilds it exactly.
 
+use crate::availability::Availability;
 use crate::campaign::{run_seeds, Failure, Percentiles, SeedRun};
 use crate::scenario::Scenario;
 use crate::world::DRAIN;
@@ -172,6 +173,9 @@ pub struct BenchResult {
     pub rpo_writes: Percentiles,
     /// The span of the lost writes' acknowledgements per seed, ms.
     pub rpo_span_ms: Percentiles,
+    /// The users' writes over all seeds, and the longest stretch one user had no
+    /// acknowledged write in any seed.
+    pub availability: Availability,
     /// Wall-clock seconds for all seeds.
     pub wall_s: f64,
     /// Seeds run at once.
@@ -228,6 +232,8 @@ fn summarise(config: &BenchConfig, runs: &[SeedRun], wall_s: f64, jobs: usize) -
         takeover_max_ratio: takeover.max as f64 / takeover_bound,
         rpo_writes: Percentiles::of(measures().map(|m| m.lost_writes).collect()),
         rpo_span_ms: Percentiles::of(measures().map(|m| m.lost_span_ms).collect()),
+        availability: (measures().map(|m| m.availability))
+            .fold(Availability::default(), Availability::add),
         wall_s,
         jobs,
         speed_per_job: simulated / per_job,

@@ -1,5 +1,6 @@
 //! Campaigns: many seeds over many scenarios, summarised.
 
+use crate::availability::Availability;
 use crate::check::{check, Verdict, Violation};
 use crate::effects::{EFFECTS, STORIES, TRANSITIONS};
 use crate::scenario::{Scenario, ScenarioError};
@@ -164,6 +165,9 @@ pub struct ScenarioSummary {
     pub rto_ms: Percentiles,
     /// The most acknowledged writes lost in one seed.
     pub rpo_writes_max: u64,
+    /// The users' writes over all seeds, and the longest stretch one user had no
+    /// acknowledged write in any seed.
+    pub availability: Availability,
     /// The failed seeds.
     pub failures: Vec<Failure>,
     /// How many times each controller transition and each fault effect happened, over all
@@ -279,6 +283,8 @@ pub fn summarise(
         detection_ms: Percentiles::of(measures().flat_map(|m| m.detection_ms.clone()).collect()),
         rto_ms: Percentiles::of(measures().flat_map(|m| m.rto_ms.clone()).collect()),
         rpo_writes_max: measures().map(|m| m.lost_writes).max().unwrap_or(0),
+        availability: (measures().map(|m| m.availability))
+            .fold(Availability::default(), Availability::add),
         failures,
         coverage: coverage(runs),
     }

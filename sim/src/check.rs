@@ -1,6 +1,7 @@
 //! The invariant checkers and the per-run measures. They read only what the world did (the
 //! trace and the final disks), never the controller's own opinion of itself.
 
+use crate::availability::{availability, Availability};
 use crate::effects::{effects, Effects};
 use crate::scenario::Scenario;
 use crate::trace::Event;
@@ -67,6 +68,8 @@ pub struct Measures {
     pub double_failure: bool,
     /// Whether a replica raised the alarm that it cannot reach etcd.
     pub etcd_alarm: bool,
+    /// What became of the users' writes.
+    pub availability: Availability,
 }
 
 /// The verdict on one run.
@@ -710,7 +713,10 @@ impl Checker<'_> {
     fn measures(&self) -> Measures {
         let truth = self.truth_failed();
         let none = Vec::new();
-        let mut m = Measures::default();
+        let mut m = Measures {
+            availability: availability(&self.out.events),
+            ..Measures::default()
+        };
         let mut promoted = BTreeSet::new();
         let durable = self.durable_epochs();
         let mut lost: Option<(Time, u16)> = None;

@@ -576,12 +576,15 @@ fn header(
     };
     let topology = &scenario.topology;
     let mode = format!("{:?}", scenario.replication.mode).to_lowercase();
+    let a = verdict.measures.availability;
     let _ = write!(
         page,
         "<header>\n<h1>{}</h1>\n<p class=\"meta\">seed <b>{seed}</b> · verdict {verdict_html} · \
          trace-hash <code>{trace_hash:016x}</code></p>\n<p class=\"meta\">{} nodes per cluster · \
          {} users · {mode} replication · {} s of writes, then a drain · ratio threshold {} · \
-         {} failover{} · bucket {} ms</p>\n</header>\n",
+         {} failover{} · bucket {} ms</p>\n<p class=\"meta\">users' writes: {} sent, {} \
+         acknowledged ({:.1}%), {} refused, {} unanswered · longest any user went without an \
+         acknowledged write: {} ms</p>\n</header>\n",
         escape(&scenario.name),
         topology.nodes_per_cluster,
         topology.users,
@@ -590,6 +593,12 @@ fn header(
         model.failovers,
         if model.failovers == 1 { "" } else { "s" },
         model.bucket_us / 1000,
+        a.attempted,
+        a.acknowledged,
+        100.0 * a.acknowledged_share(),
+        a.refused,
+        a.unanswered,
+        a.longest_unacknowledged_ms,
     );
 }
 

@@ -14,6 +14,7 @@ compile_error!(
      (e.g. RUSTFLAGS=\"--cfg madsim -Dwarnings\")."
 );
 
+pub mod availability;
 pub mod bare;
 pub mod bench;
 pub mod campaign;

@@ -449,7 +449,7 @@ fn coverage_text(total: &std::collections::BTreeMap<String, u64>) -> String {
 
 fn print_table(summaries: &[ScenarioSummary]) {
     println!(
-        "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7}",
+        "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7} {:>7} {:>10}",
         "scenario",
         "seeds",
         "passed",
@@ -457,12 +457,14 @@ fn print_table(summaries: &[ScenarioSummary]) {
         "false",
         "detection p50/p99/max",
         "RTO p99",
-        "RPO max"
+        "RPO max",
+        "acked",
+        "no-ack max"
     );
     for s in summaries {
-        let d = s.detection_ms;
+        let (d, a) = (s.detection_ms, s.availability);
         println!(
-            "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7}",
+            "{:<40} {:>5} {:>6} {:>9} {:>5} {:>22} {:>8} {:>7} {:>7} {:>10}",
             s.name,
             s.seeds,
             s.passed,
@@ -470,7 +472,9 @@ fn print_table(summaries: &[ScenarioSummary]) {
             s.false_failovers,
             format!("{}/{}/{} ms", d.p50, d.p99, d.max),
             format!("{} ms", s.rto_ms.p99),
-            s.rpo_writes_max
+            s.rpo_writes_max,
+            format!("{:.1}%", 100.0 * a.acknowledged_share()),
+            format!("{} ms", a.longest_unacknowledged_ms)
         );
     }
     for s in summaries {
@@ -519,6 +523,17 @@ fn replay(
             .map_err(|e| format!("{}: cannot write the timeline: {e}", path.display()))?;
     }
     let mut text = trace::timeline(&out.events, scenario.topology.users, verbose);
+    let a = verdict.measures.availability;
+    text += &format!(
+        "writes: {} sent, {} acknowledged ({:.1}%), {} refused, {} unanswered; the longest any \
+         user went without an acknowledged write: {} ms\n",
+        a.attempted,
+        a.acknowledged,
+        100.0 * a.acknowledged_share(),
+        a.refused,
+        a.unanswered,
+        a.longest_unacknowledged_ms
+    );
     text += "checkers:\n";
     for checker in CHECKERS {
         let broken = verdict
@@ -764,7 +779,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
     use standby_sim::bench::Kind;
     let ms = |p: standby_sim::campaign::Percentiles| format!("{}/{}/{}", p.p50, p.p99, p.max);
     println!(
-        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>8} {:>9}",
+        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7} {:>8} {:>9}",
         "configuration",
         "seeds",
         "fail-",
@@ -774,11 +789,12 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
         "RTO ms",
         "RPO writes",
         "RPO span",
+        "acked",
         "speed",
         "seeds/s"
     );
     println!(
-        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>8} {:>9}",
+        "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7} {:>8} {:>9}",
         "",
         "",
         "overs",
@@ -788,6 +804,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
         "p50/p99",
         "p50/p99/max",
         "max ms",
+        "",
         "per job",
         "per job"
     );
@@ -810,7 +827,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
             Kind::LeaderLoss => columns(r.takeover_ms, r.takeover_p99_ratio, r.takeover_max_ratio),
         };
         println!(
-            "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7.0}x {:>9.1}",
+            "{:<34} {:>5} {:>5} {:>5} {:>15} {:>10} {:>12} {:>11} {:>11} {:>7} {:>7.0}x {:>9.1}",
             r.name,
             r.seeds,
             r.failovers,
@@ -820,6 +837,7 @@ fn print_bench(results: &[standby_sim::bench::BenchResult]) {
             rto,
             rpo,
             span,
+            format!("{:.1}%", 100.0 * r.availability.acknowledged_share()),
             r.speed_per_job,
             r.seeds_per_s_per_job
         );
