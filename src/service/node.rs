@@ -202,6 +202,11 @@ impl NodeService {
     /// every replication timeout (which is also the retry pace when the peer is away).
     async fn replicate(self: Arc<Self>) {
         let peer = Peer::new(self.options.peer_address.clone());
+        let base = self.options.replication_timeout;
+        // A shipment's deadline follows the round trips it measures: with a fixed one shorter
+        // than a round trip (a WAN pair), every shipment timed out and the backup never got
+        // an entry. Bounded, so that a dead peer is still retried at a steady pace.
+        let mut deadline = base;
         loop {
             let batch = {
                 let node = self.node.lock().expect("node lock");
@@ -217,9 +222,13 @@ impl NodeService {
                 .await;
                 continue;
             };
-            let timeout = self.options.replication_timeout;
+            let timeout = base;
             let prev_lsn = append.prev_lsn;
-            match peer.call(&Message::Append(append), timeout).await {
+            let sent = self.clock.now();
+            let answer = peer.call(&Message::Append(append), deadline).await;
+            let took = self.clock.now().saturating_since(sent);
+            deadline = shipment_deadline(base, deadline, &answer, took);
+            match answer {
                 Ok(Message::AppendReply(reply)) => {
                     let mut events = Vec::new();
                     self.node
@@ -242,5 +251,62 @@ impl NodeService {
                 _ => tokio::time::sleep(timeout).await,
             }
         }
+    }
+}
+
+/// The most a shipment's deadline grows to, in replication timeouts.
+pub const SHIPMENT_DEADLINE_MAX_FACTOR: u32 = 8;
+
+/// The next shipment's deadline after one that took `took` and ended in `answer`: twice the
+/// round trip it measured when answered, twice the last deadline when it timed out; never
+/// below the replication timeout `base`, nor above [`SHIPMENT_DEADLINE_MAX_FACTOR`] times it.
+pub fn shipment_deadline(
+    base: Duration,
+    last: Duration,
+    answer: &Result<Message, RpcError>,
+    took: Duration,
+) -> Duration {
+    let next = match answer {
+        Err(RpcError::Timeout(_)) => last * 2,
+        Ok(_) => took * 2,
+        Err(_) => last,
+    };
+    next.clamp(base, base * SHIPMENT_DEADLINE_MAX_FACTOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PublishReply;
+    use crate::types::Epoch;
+
+    const BASE: Duration = Duration::from_millis(200);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_shipment_deadline_doubles_on_a_timeout_and_follows_the_measured_round_trip() {
+        let timeout: Result<Message, RpcError> = Err(RpcError::Timeout(BASE));
+        let answered: Result<Message, RpcError> = Ok(Message::PublishReply(PublishReply {
+            epoch: Epoch(1),
+            stored: true,
+        }));
+        // A round trip of 280 ms: the first shipment times out, the second arrives.
+        let second = shipment_deadline(BASE, BASE, &timeout, BASE);
+        assert_eq!(second, ms(400));
+        assert_eq!(shipment_deadline(BASE, second, &answered, ms(280)), ms(560));
+        // Near round trips bring it back to the replication timeout, never below.
+        assert_eq!(shipment_deadline(BASE, ms(560), &answered, ms(3)), BASE);
+        // A dead peer: bounded at 8 timeouts.
+        let mut deadline = BASE;
+        for _ in 0..10 {
+            deadline = shipment_deadline(BASE, deadline, &timeout, deadline);
+        }
+        assert_eq!(deadline, BASE * SHIPMENT_DEADLINE_MAX_FACTOR);
+        // Any other failure (a refused connection) leaves it as it was.
+        let refused = Err(RpcError::Busy);
+        assert_eq!(shipment_deadline(BASE, ms(400), &refused, ms(1)), ms(400));
     }
 }
