@@ -34,9 +34,13 @@ impl Availability {
             n => self.acknowledged as f64 / n as f64,
         }
     }
+}
 
-    /// The sum of `self` and `other`, with the longer of their longest stretches.
-    pub fn add(self, other: Availability) -> Availability {
+/// The sum of two availabilities, with the longer of their longest stretches.
+impl std::ops::Add for Availability {
+    type Output = Availability;
+
+    fn add(self, other: Availability) -> Availability {
         Availability {
             attempted: self.attempted + other.attempted,
             acknowledged: self.acknowledged + other.acknowledged,
@@ -184,7 +188,7 @@ mod tests {
             unanswered: 4,
             longest_unacknowledged_ms: 900,
         };
-        let sum = one.add(two);
+        let sum = one + two;
         assert_eq!((sum.attempted, sum.acknowledged, sum.unanswered), (8, 3, 4));
         assert_eq!(sum.longest_unacknowledged_ms, 900);
     }

@@ -233,7 +233,7 @@ fn summarise(config: &BenchConfig, runs: &[SeedRun], wall_s: f64, jobs: usize) -
         rpo_writes: Percentiles::of(measures().map(|m| m.lost_writes).collect()),
         rpo_span_ms: Percentiles::of(measures().map(|m| m.lost_span_ms).collect()),
         availability: (measures().map(|m| m.availability))
-            .fold(Availability::default(), Availability::add),
+            .fold(Availability::default(), |a, b| a + b),
         wall_s,
         jobs,
         speed_per_job: simulated / per_job,

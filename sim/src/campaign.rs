@@ -284,7 +284,7 @@ pub fn summarise(
         rto_ms: Percentiles::of(measures().flat_map(|m| m.rto_ms.clone()).collect()),
         rpo_writes_max: measures().map(|m| m.lost_writes).max().unwrap_or(0),
         availability: (measures().map(|m| m.availability))
-            .fold(Availability::default(), Availability::add),
+            .fold(Availability::default(), |a, b| a + b),
         failures,
         coverage: coverage(runs),
     }

@@ -70,7 +70,7 @@ pub fn generate(seed: u64) -> Scenario {
 
     let interval = rng.range(50, 200);
     let max_drift = rng.range(0, 20_000) as u32;
-    let controller = Params {
+    let mut controller = Params {
         heartbeat_interval_ms: interval,
         heartbeat_timeout_ms: rng.range(2 * interval, 4 * interval),
         failure_rounds: rng.range(1, 2) as u32,
@@ -157,6 +157,8 @@ pub fn generate(seed: u64) -> Scenario {
         .max()
         .unwrap_or(FAULT_START_MS);
     let expected = expect(&faults, control_plane.replicas);
+    // Set after every draw, so that no other seed's scenario changes.
+    controller.failure_rounds = failure_rounds(controller.failure_rounds, &network, &faults);
     Scenario {
         name: format!("swarm-{seed}"),
         duration_s: (last_heal + QUIET_MS).div_ceil(1000),
@@ -435,6 +437,21 @@ pub fn latency_cap(controller: &Params) -> u64 {
 /// sustained loss brings about by chance (a few runs in a hundred at 5%).
 pub fn lossy(controller: &Params, nodes: u16) -> bool {
     room_for_retransmission(controller) && nodes >= 3
+}
+
+/// The debounce a run may have: at least two rounds where it may lose packets. Without one, a
+/// single heartbeat late by a retransmission declares its node down, and a cluster that a
+/// partition or a crash has left one node above the threshold (3 of 4 up) is then declared
+/// failed while the truth, which ignores loss, calls it available: a false failover that the
+/// settings bring about, not a finding (swarm seeds 72385 and 99706 of the 100,000-seed
+/// release check on 4b9be3f, each at 4.6-4.7% loss with one node partitioned away).
+pub fn failure_rounds(drawn: u32, network: &NetworkSpec, faults: &[Fault]) -> u32 {
+    let loss = network.packet_loss_percent > 0.0
+        || (faults.iter()).any(|f| matches!(f.kind, FaultKind::PacketLoss { .. }));
+    match loss {
+        true => drawn.max(2),
+        false => drawn,
+    }
 }
 
 fn room_for_retransmission(controller: &Params) -> bool {
