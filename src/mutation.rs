@@ -73,11 +73,15 @@ pub enum Mutation {
     /// The leader writes into etcd without its leadership guard: a write that reaches etcd
     /// late, after a successor took over, overwrites the successor's state.
     PersistsUnguarded,
+    /// Grants leases sized to the round trip but waits out, before a promotion, only the
+    /// configured `lease_duration_ms`: at a long round trip the old primary still holds its
+    /// lease when the backup is promoted.
+    ShortLeaseWait,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 24] = [
+    pub const ALL: [Mutation; 25] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -102,6 +106,7 @@ impl Mutation {
         Mutation::PublishSkipsEtcd,
         Mutation::NoEtcdAlarm,
         Mutation::PersistsUnguarded,
+        Mutation::ShortLeaseWait,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -132,6 +137,7 @@ impl Mutation {
             Mutation::PublishSkipsEtcd => "publish-skips-etcd",
             Mutation::NoEtcdAlarm => "no-etcd-alarm",
             Mutation::PersistsUnguarded => "persists-unguarded",
+            Mutation::ShortLeaseWait => "short-lease-wait",
         }
     }
 

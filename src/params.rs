@@ -125,13 +125,43 @@ impl Params {
         Duration::from_millis(self.lease_duration_ms)
     }
 
-    /// How long the controller must wait, on its own clock, from the anchor of a grant until
-    /// that lease has surely expired: the lease runs on the holder's clock, which may be slow
-    /// by the drift bound, and is measured on the controller's, which may be fast by it.
-    pub fn lease_wait(&self) -> Duration {
+    /// The lease to grant on a report that came back `round_trip` after its heartbeat was
+    /// sent: `lease_duration_ms`, plus one interval for each interval beyond the first that
+    /// the round trip spans, up to [`Params::lease_duration_max`]. A grant reaches its node a
+    /// round trip and up to an interval after the lease's anchor (the report's send), so at any
+    /// round trip the node holds it for about as long as it would at a short one; a node whose
+    /// answers take longer than the heartbeat timeout is unavailable anyway (issue 15, item 3).
+    /// At round trips within one interval the lease is the configured one.
+    pub fn lease_for_round_trip(&self, round_trip: Duration) -> Duration {
+        let interval = self.heartbeat_interval_ms as u128;
+        let spanned =
+            (round_trip.as_millis().div_ceil(interval)).clamp(1, self.rounds_max() as u128);
+        let extra = (spanned as u64 - 1) * self.heartbeat_interval_ms;
+        Duration::from_millis(self.lease_duration_ms + extra)
+    }
+
+    /// The most heartbeat intervals a timely answer's round trip spans.
+    fn rounds_max(&self) -> u64 {
+        self.heartbeat_timeout_ms
+            .div_ceil(self.heartbeat_interval_ms)
+            .max(1)
+    }
+
+    /// The longest lease ever granted: the lease of a report answered within the heartbeat
+    /// timeout, `lease_duration_ms + (ceil(timeout / interval) - 1) * interval` (500 ms with
+    /// the defaults).
+    pub fn lease_duration_max(&self) -> Duration {
+        let extra = (self.rounds_max() - 1) * self.heartbeat_interval_ms;
+        Duration::from_millis(self.lease_duration_ms + extra)
+    }
+
+    /// How long the controller must wait, on its own clock, from the anchor of a grant of
+    /// `lease` until that lease has surely expired: the lease runs on the holder's clock, which
+    /// may be slow by the drift bound, and is measured on the controller's, which may be fast
+    /// by it.
+    pub fn lease_wait_for(&self, lease: Duration) -> Duration {
         let drift = self.max_clock_drift_ppm as u128;
-        let lease = self.lease_duration().as_micros();
-        let stretched = (lease * (1_000_000 + drift)).div_ceil(1_000_000 - drift);
+        let stretched = (lease.as_micros() * (1_000_000 + drift)).div_ceil(1_000_000 - drift);
         Duration::from_micros(stretched as u64)
     }
 }

@@ -423,6 +423,7 @@ fn durable(epoch: u64) -> Durable {
         open_alarms: [(3, alarm)].into(),
         next_alarm_id: 4,
         failing_over: true,
+        lease_bound_ms: 500,
         incarnation: 7,
     }
 }

@@ -188,6 +188,23 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
         s.epoch == 1 && s.primary == "a" && s.phase == "normal"
     })
     .await;
+    // The status shows the round trips measured and the leases sized to them: the configured
+    // 300 ms at round trips within an interval, never more than at a round trip of the
+    // timeout (300 + 2 x 100 ms).
+    let status = status_until(&status_address, "a lease granted on a", |s| {
+        (s.clusters.iter()).any(|c| c.cluster == "a" && c.lease_ms.is_some())
+    })
+    .await;
+    for c in &status.clusters {
+        assert!(c.round_trip_ms.is_some(), "{c:?}");
+        assert_eq!(c.lease_max_ms, 500, "{c:?}");
+        let primary = c.cluster == "a";
+        assert_eq!(c.lease_ms.is_some(), primary, "{c:?}");
+        assert!(
+            c.lease_ms.is_none_or(|ms| (300..=500).contains(&ms)),
+            "{c:?}"
+        );
+    }
     accepted_on(&log, 1, a0).await;
     replicated(&servers.address(b0), &log, a0, 0).await;
 

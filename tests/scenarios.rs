@@ -105,6 +105,8 @@ scenario_tests! {
     an_old_leader_leading_again_restores_its_successors_state => "leader-paused-then-successor-killed",
     users_cut_from_the_leader_get_the_new_config_from_the_replicas_standing_by => "leader-cut-from-users-while-primary-fails",
     a_late_write_of_a_deposed_leader_never_replaces_its_successors_state => "leader-cut-from-etcd-its-late-write-lands-after-takeover",
+    a_wan_pair_fails_over_and_back_with_the_defaults => "wan-pair-primary-crash-and-failback",
+    leases_sized_to_a_long_round_trip_are_waited_out_in_full => "long-round-trip-leases-then-primary-cut-off",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

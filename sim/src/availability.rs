@@ -6,7 +6,7 @@ use crate::trace::Event;
 use serde::Serialize;
 use standby::time::Time;
 use standby::types::UserId;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The users' writes in one run (or summed over runs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -24,15 +24,31 @@ pub struct Availability {
     /// while it was writing: from its first write (or its last acknowledgement) to its next
     /// acknowledgement, or to its last write.
     pub longest_unacknowledged_ms: u64,
+    /// Writes a user sent after its first acknowledged one: the service once it was up for
+    /// that user (a run's start-up, before the first lease reaches its primary, left out).
+    #[serde(default)]
+    pub steady_attempted: u64,
+    /// How many of those were acknowledged.
+    #[serde(default)]
+    pub steady_acknowledged: u64,
 }
 
 impl Availability {
     /// Acknowledged writes per attempted write (1 when nothing was attempted).
     pub fn acknowledged_share(&self) -> f64 {
-        match self.attempted {
-            0 => 1.0,
-            n => self.acknowledged as f64 / n as f64,
-        }
+        share(self.acknowledged, self.attempted)
+    }
+
+    /// The same over the writes each user sent after its first acknowledged one.
+    pub fn steady_share(&self) -> f64 {
+        share(self.steady_acknowledged, self.steady_attempted)
+    }
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    match whole {
+        0 => 1.0,
+        n => part as f64 / n as f64,
     }
 }
 
@@ -48,6 +64,8 @@ impl std::ops::Add for Availability {
             unanswered: self.unanswered + other.unanswered,
             longest_unacknowledged_ms: (self.longest_unacknowledged_ms)
                 .max(other.longest_unacknowledged_ms),
+            steady_attempted: self.steady_attempted + other.steady_attempted,
+            steady_acknowledged: self.steady_acknowledged + other.steady_acknowledged,
         }
     }
 }
@@ -58,6 +76,8 @@ pub fn availability(events: &[(Time, Event)]) -> Availability {
     // Per user: since when it has had no acknowledged write, and its last write.
     let mut since: BTreeMap<UserId, Time> = BTreeMap::new();
     let mut last_sent: BTreeMap<UserId, Time> = BTreeMap::new();
+    // Users with an acknowledged write, and the writes sent after it.
+    let (mut up, mut steady) = (BTreeSet::new(), BTreeSet::new());
     let mut longest = 0;
     for (t, event) in events {
         match event {
@@ -65,9 +85,15 @@ pub fn availability(events: &[(Time, Event)]) -> Availability {
                 a.attempted += 1;
                 since.entry(id.user).or_insert(*t);
                 last_sent.insert(id.user, *t);
+                if up.contains(&id.user) {
+                    a.steady_attempted += 1;
+                    steady.insert(*id);
+                }
             }
             Event::Ok { id, .. } => {
                 a.acknowledged += 1;
+                a.steady_acknowledged += steady.remove(id) as u64;
+                up.insert(id.user);
                 let start = since.insert(id.user, *t).unwrap_or(*t);
                 longest = longest.max(t.saturating_since(start).as_millis() as u64);
             }
@@ -152,6 +178,32 @@ mod tests {
             (4, 1, 1, 2)
         );
         assert_eq!(a.acknowledged_share(), 0.25);
+        // Writes 2-4 came after the first acknowledgement; none of them was acknowledged.
+        assert_eq!((a.steady_attempted, a.steady_acknowledged), (3, 0));
+    }
+
+    #[test]
+    fn steady_writes_are_those_sent_after_the_users_first_acknowledgement() {
+        let refused = |ms, user, seq| {
+            let (id, reason) = (write(user, seq), RejectReason::NoLease);
+            (at(ms), Event::Fail { id, reason })
+        };
+        let events = vec![
+            invoke(0, 0, 1),
+            refused(5, 0, 1), // start-up: no lease yet
+            invoke(10, 1, 1),
+            invoke(20, 0, 2),
+            ok(25, 0, 2), // user 0 is up
+            invoke(30, 0, 3),
+            ok(35, 0, 3),
+            refused(40, 1, 1), // user 1 never got an acknowledgement: none of its are steady
+            invoke(50, 0, 4),
+            refused(55, 0, 4),
+        ];
+        let a = availability(&events);
+        assert_eq!((a.attempted, a.acknowledged), (4 + 1, 2));
+        assert_eq!((a.steady_attempted, a.steady_acknowledged), (2, 1));
+        assert_eq!(a.steady_share(), 0.5);
     }
 
     #[test]
@@ -180,6 +232,8 @@ mod tests {
             refused: 1,
             unanswered: 0,
             longest_unacknowledged_ms: 40,
+            steady_attempted: 2,
+            steady_acknowledged: 1,
         };
         let two = Availability {
             attempted: 5,
@@ -187,9 +241,12 @@ mod tests {
             refused: 0,
             unanswered: 4,
             longest_unacknowledged_ms: 900,
+            steady_attempted: 4,
+            steady_acknowledged: 1,
         };
         let sum = one + two;
         assert_eq!((sum.attempted, sum.acknowledged, sum.unanswered), (8, 3, 4));
         assert_eq!(sum.longest_unacknowledged_ms, 900);
+        assert_eq!((sum.steady_attempted, sum.steady_acknowledged), (6, 2));
     }
 }

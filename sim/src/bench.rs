@@ -1,6 +1,8 @@
 //! Benchmarks in simulated time (`cargo sim bench`, and the criterion benches): detection
 //! latency, RTO and RPO on `primary-majority-crash` over a grid of heartbeat intervals and
-//! packet loss; false failovers on `steady-state` under packet loss with jitter; the takeover
+//! packet loss; the same over a grid of one-way latencies with the default settings, and
+//! `steady-state` at the farthest of them; false failovers on `steady-state` under packet
+//! loss with jitter; the takeover
 //! after the leading controller replica is killed; and the simulator's own speed. Every configuration is a shipped scenario with a few settings
 //! changed, named so that `cargo sim replay --bench NAME --seed S` rebuilds it exactly.
 
@@ -22,6 +24,9 @@ pub const INTERVALS_MS: [u64; 3] = [50, 100, 500];
 pub const LOSS_PERCENT: [f64; 3] = [0.0, 1.0, 5.0];
 /// One-way latency of the false-failover runs, in ms: the spread is the jitter.
 pub const JITTER_MS: [u64; 2] = [1, 30];
+/// One-way latency ranges of the distance grid, in ms: a rack, a region, a continent, an
+/// ocean (round trips up to 280 ms against the default 300 ms timeout).
+pub const ONE_WAY_MS: [(u64, u64); 5] = [(1, 5), (20, 40), (50, 70), (80, 100), (100, 140)];
 /// The scenario the detection grid is built on.
 pub const DETECTION_SCENARIO: &str = "primary-majority-crash.toml";
 /// The scenario the false-failover runs are built on.
@@ -79,6 +84,19 @@ pub fn quiet_scenario(base: &Scenario, loss: f64) -> Scenario {
     s
 }
 
+/// `base` with every message taking `one_way` ms, every controller setting at its default
+/// (what issue 15 asks to work at a distance); `name` says which grid it belongs to. The
+/// base's detection and RTO bounds are for short round trips, so they are dropped.
+pub fn distance_scenario(base: &Scenario, name: &str, (min, max): (u64, u64)) -> Scenario {
+    let mut s = base.clone();
+    s.name = format!("{name}/one-way={min}-{max}ms");
+    s.network.latency_min_ms = min;
+    s.network.latency_max_ms = max;
+    s.expect.detection_ms_max = None;
+    s.expect.rto_ms_max = None;
+    s
+}
+
 /// Every configuration, built from the scenarios in `dir`.
 pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
     let load = |file: &str| Scenario::load(&dir.join(file)).map_err(|e| e.to_string());
@@ -95,6 +113,24 @@ pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
             });
         }
     }
+    for one_way in ONE_WAY_MS {
+        let scenario = distance_scenario(&crash, "distance", one_way);
+        configs.push(BenchConfig {
+            name: scenario.name.clone(),
+            kind: Kind::Detection,
+            scenario,
+        });
+    }
+    let far = distance_scenario(
+        &quiet,
+        "distance-no-fault",
+        ONE_WAY_MS[ONE_WAY_MS.len() - 1],
+    );
+    configs.push(BenchConfig {
+        name: far.name.clone(),
+        kind: Kind::FalseFailovers,
+        scenario: far,
+    });
     for loss in LOSS_PERCENT {
         let scenario = quiet_scenario(&quiet, loss);
         configs.push(BenchConfig {

@@ -357,7 +357,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 24] = [
+pub const MUTANTS: [MutantSpec; 25] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -469,6 +469,11 @@ pub const MUTANTS: [MutantSpec; 24] = [
         Mutation::PersistsUnguarded,
         "epochs-monotonic",
         "leader-cut-from-etcd-its-late-write-lands-after-takeover",
+    ),
+    spec(
+        Mutation::ShortLeaseWait,
+        "accounted-loss",
+        "long-round-trip-leases-then-primary-cut-off",
     ),
 ];
 

@@ -525,13 +525,17 @@ fn replay(
     let mut text = trace::timeline(&out.events, scenario.topology.users, verbose);
     let a = verdict.measures.availability;
     text += &format!(
-        "writes: {} sent, {} acknowledged ({:.1}%), {} refused, {} unanswered; the longest any \
-         user went without an acknowledged write: {} ms\n",
+        "writes: {} sent, {} acknowledged ({:.1}%), {} refused, {} unanswered; after each \
+         user's first acknowledgement, {} of {} ({:.1}%); the longest any user went without an \
+         acknowledged write: {} ms\n",
         a.attempted,
         a.acknowledged,
         100.0 * a.acknowledged_share(),
         a.refused,
         a.unanswered,
+        a.steady_acknowledged,
+        a.steady_attempted,
+        100.0 * a.steady_share(),
         a.longest_unacknowledged_ms
     );
     text += "checkers:\n";

@@ -7,6 +7,7 @@ use crate::time::Time;
 use crate::types::{Cluster, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// The most heartbeats remembered as unanswered per node: the oldest is what counts, and a
 /// node this far behind is long unavailable.
@@ -31,6 +32,10 @@ pub struct NodeView {
     pub lease_until: Time,
     /// Whether the last evaluation found it unavailable.
     pub down: bool,
+    /// The round trip of its latest report: from its heartbeat's send to the report's receipt.
+    pub round_trip: Option<Duration>,
+    /// The lease last granted to it, sized to the round trip ([`Params::lease_for_age`]).
+    pub lease_granted: Option<Duration>,
 }
 
 impl NodeView {

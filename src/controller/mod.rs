@@ -25,6 +25,7 @@ use crate::time::Time;
 use crate::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
 
 /// The two clusters' shape and the users of each shard.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,6 +88,12 @@ pub struct Durable {
     /// Whether the primary of `epoch` has been declared failed and no new epoch has begun
     /// yet (failover or double failure under way): a restart resumes the failover.
     pub failing_over: bool,
+    /// The longest lease (ms) that may have been granted in `epoch`: set to
+    /// `lease_duration_ms` at each promotion, and raised (made durable first) before a longer
+    /// lease, sized to a long round trip, is granted. A restarted controller waits out this
+    /// much, not more: at short round trips the restart costs no more than it used to.
+    #[serde(default)]
+    pub lease_bound_ms: u64,
     /// How many times the controller has started. Heartbeat rounds are numbered from
     /// `incarnation << 32`, so a round number is never reused across restarts (a lease is
     /// anchored at a round: a reused number would let a delayed heartbeat blur the anchor).
@@ -229,6 +236,7 @@ impl Controller {
             open_alarms: BTreeMap::new(),
             next_alarm_id: 1,
             failing_over: false,
+            lease_bound_ms: 0,
             incarnation: 0,
         };
         let mut controller = Controller::restore(params, topology, durable, now);
@@ -320,6 +328,11 @@ impl Controller {
         &self.params
     }
 
+    /// The clusters' shape and the users.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// The durable state.
     pub fn durable(&self) -> &Durable {
         &self.durable
@@ -350,11 +363,19 @@ impl Controller {
         self.actions.pop_front()
     }
 
+    /// Until when a lease granted before the (re)start may still be live, on our clock: one
+    /// wait of the longest lease the durable state allows after the start.
+    fn restart_bound(&self) -> Time {
+        let bound = Duration::from_millis(self.durable.lease_bound_ms);
+        let lease = bound.max(self.params.lease_duration());
+        self.started_at + self.params.lease_wait_for(lease)
+    }
+
     /// The time after which no lease granted to `cluster` can still be live.
     pub fn leases_expire_at(&self, cluster: Cluster) -> Time {
         let restart_bound = match crate::mutated!(self, TakeoverSkipsLeaseWait) {
             true => self.started_at,
-            false => self.started_at + self.params.lease_wait(),
+            false => self.restart_bound(),
         };
         self.topology
             .nodes(cluster)
@@ -374,6 +395,9 @@ impl Controller {
         }
         self.step(now);
         self.retry_publish(now);
+        // This round carries the step's decisions (fences, stops, promotions) at once. A
+        // second round at the same instant would only fill a connection: at a long round trip
+        // a heartbeat without a warm connection waits a handshake, and misses its timeout.
         self.send_round(now);
     }
 
@@ -392,6 +416,7 @@ impl Controller {
         {
             return; // Stale or duplicate.
         }
+        view.round_trip = Some(now.saturating_since(sent_at));
         if now.saturating_since(sent_at) <= self.params.heartbeat_timeout() {
             view.answered(report.round, now);
         }
@@ -541,7 +566,6 @@ impl Controller {
         self.note(Note::FailoverStarted {
             cluster: self.durable.primary,
         });
-        self.send_round(now);
     }
 
     /// Whether every backup node confirmed that its replication stopped.
@@ -645,6 +669,8 @@ impl Controller {
         }
         self.durable.stop_points.clear();
         self.durable.failing_over = false;
+        // Every lease of the epoch before has been waited out (or none was granted).
+        self.durable.lease_bound_ms = self.params.lease_duration_ms;
         self.persist();
         self.phase = Phase::Normal;
         self.note(Note::Promoted {
@@ -654,7 +680,6 @@ impl Controller {
         });
         self.close_accounted_alarms(now);
         self.publish(now);
-        self.send_round(now);
     }
 
     /// Per shard, keeps the current stop point as a cap for the next epoch unless the backup
@@ -775,31 +800,53 @@ impl Controller {
     }
 
     /// A lease for `node` if it is a confirmed primary of the current epoch in normal
-    /// operation, anchored at its latest report.
+    /// operation, anchored at its latest report, as long as the round trip it took needs
+    /// ([`Params::lease_for_round_trip`]).
     fn grant(&mut self, node: NodeId) -> Option<LeaseGrant> {
         let epoch = self.durable.epoch;
         if self.phase != Phase::Normal || node.cluster != self.durable.primary {
             return None;
         }
-        let lease_wait = self.params.lease_wait();
-        let duration_ms = if self.fencing() {
-            self.params.lease_duration_ms
-        } else {
-            3_600_000
-        };
-        let view = self.nodes.get_mut(node)?;
+        let view = self.nodes.get(node)?;
         let (report, received_at) = view.report.as_ref()?;
         if report.epoch != epoch || report.role != Role::Primary {
             return None;
         }
+        let (round, received_at) = (report.round, *received_at);
+        // A round forgotten is long past: the longest lease, of which little is left.
+        let round_trip = (self.round_sent_at.get(&round))
+            .map_or(Duration::MAX, |&sent| received_at.saturating_since(sent));
+        let lease = self.params.lease_for_round_trip(round_trip);
+        let waited = match crate::mutated!(self, ShortLeaseWait) {
+            true => self.params.lease_duration(),
+            false => lease,
+        };
+        let view = self.nodes.get_mut(node)?;
         // The report was sent before it was received: a lease anchored at its send time on
         // the node's clock ends, on ours, no later than its receipt plus the stretched lease.
-        view.lease_until = view.lease_until.max(*received_at + lease_wait);
+        view.lease_until = (view.lease_until).max(received_at + self.params.lease_wait_for(waited));
+        view.lease_granted = Some(lease);
+        let duration_ms = match self.fencing() {
+            true => lease.as_millis() as u64,
+            false => 3_600_000,
+        };
+        self.raise_lease_bound(duration_ms);
         Some(LeaseGrant {
             epoch,
-            anchor_round: report.round,
+            anchor_round: round,
             duration_ms,
         })
+    }
+
+    /// Makes a lease of `duration_ms` one that a restarted controller would wait out: a lease
+    /// longer than the durable bound raises it, and the grant waits for that to be durable
+    /// (`crate::service::persist`). Leases come in whole intervals, so an epoch raises its
+    /// bound at most `ceil(timeout / interval) - 1` times.
+    fn raise_lease_bound(&mut self, duration_ms: u64) {
+        if duration_ms > self.durable.lease_bound_ms {
+            self.durable.lease_bound_ms = duration_ms;
+            self.persist();
+        }
     }
 
     /// The role `node` should be in now.
@@ -976,7 +1023,7 @@ impl Controller {
                     _ => None,
                 };
                 // A lease granted before a restart is unknown to us but bounded by it.
-                let restart_bound = self.started_at + self.params.lease_wait();
+                let restart_bound = self.restart_bound();
                 let point = RecoveryPoint {
                     backup_applied,
                     primary_reported,

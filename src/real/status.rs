@@ -92,6 +92,16 @@ pub struct ClusterStatus {
     pub answering: usize,
     /// Nodes in the cluster.
     pub total: usize,
+    /// The longest round trip of its nodes' latest heartbeats, in ms.
+    #[serde(default)]
+    pub round_trip_ms: Option<u64>,
+    /// The longest lease last granted to one of its nodes, in ms: sized to the round trip
+    /// (`lease_duration_ms` up to `lease_max_ms`). None while it is granted none.
+    #[serde(default)]
+    pub lease_ms: Option<u64>,
+    /// The longest lease the controller grants, at a round trip of the heartbeat timeout.
+    #[serde(default)]
+    pub lease_max_ms: u64,
 }
 
 /// An open alarm.
@@ -224,12 +234,18 @@ fn cluster_status(controller: &Controller, cluster: Cluster) -> ClusterStatus {
         Availability::Available => "available",
         Availability::Failed => "failed",
     };
+    let views = || (controller.topology().nodes(cluster)).filter_map(|n| controller.node(n));
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let primary = cluster == durable.primary;
     ClusterStatus {
         cluster: cluster.to_string(),
         role: role.to_string(),
         availability: availability.to_string(),
         answering: health.last.0,
         total: health.last.1,
+        round_trip_ms: views().filter_map(|v| v.round_trip).map(ms).max(),
+        lease_ms: (views().filter_map(|v| v.lease_granted).map(ms).max()).filter(|_| primary),
+        lease_max_ms: ms(controller.params().lease_duration_max()),
     }
 }
 
@@ -266,11 +282,18 @@ impl fmt::Display for Status {
         }
         for c in &self.clusters {
             let (answering, total) = (c.answering, c.total);
-            writeln!(
+            write!(
                 f,
                 "{}: {} ({answering}/{total} answering), {}",
                 c.cluster, c.availability, c.role
             )?;
+            if let Some(round_trip) = c.round_trip_ms {
+                write!(f, "; round trips up to {round_trip} ms")?;
+            }
+            if let Some(lease) = c.lease_ms {
+                write!(f, ", leases {lease} ms (at most {} ms)", c.lease_max_ms)?;
+            }
+            writeln!(f)?;
         }
         if self.open_alarms.is_empty() {
             return writeln!(f, "open alarms: none");

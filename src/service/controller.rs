@@ -16,9 +16,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// Heartbeats in flight to one node at once: enough for a round trip of up to four heartbeat
-/// intervals (a timeout longer than that would be a strange setting).
-const HEARTBEAT_SLOTS: usize = 4;
+/// Heartbeats in flight to one node at once: one per round that a round trip as long as the
+/// timeout spans, and room for the extra rounds the controller sends between them (a
+/// failover's, a promotion's, a stop point's grant). A heartbeat with no free slot counts as
+/// lost: with four slots, a backup across an ocean (round trips of 270 ms, three rounds in
+/// flight) was declared failed when a failover's extra round took the last slot.
+fn heartbeat_slots(params: &Params) -> usize {
+    params
+        .heartbeat_timeout_ms
+        .div_ceil(params.heartbeat_interval_ms) as usize
+        + 4
+}
 
 /// How the controller reaches one node: a heartbeat in, the node's report out. The simulator
 /// and the TCP services use a [`Peer`] speaking the wire protocol to a node service; the real
@@ -275,13 +283,14 @@ pub async fn run_controller(
         ..
     } = options;
     let now = clock.now();
+    let slots = heartbeat_slots(&params);
     let peers: BTreeMap<NodeId, Arc<dyn NodeLink>> = topology
         .addresses
         .iter()
         .map(|(&node, address)| {
             let link = links
                 .remove(&node)
-                .unwrap_or_else(|| Arc::new(Peer::with_slots(address.clone(), HEARTBEAT_SLOTS)));
+                .unwrap_or_else(|| Arc::new(Peer::with_slots(address.clone(), slots)));
             (node, link)
         })
         .collect();

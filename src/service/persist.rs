@@ -19,7 +19,7 @@
 //!   duplicate costs less than a lost loss report.
 
 use crate::controller::{Action, Durable};
-use crate::protocol::Heartbeat;
+use crate::protocol::{Heartbeat, LeaseGrant};
 use crate::types::NodeId;
 use std::collections::VecDeque;
 
@@ -105,22 +105,25 @@ impl Barrier {
     }
 
     /// `heartbeat` without what the durable state does not back. A lease needs the node's
-    /// cluster primary in the lease's epoch, no failover under way, and the node's shard's
-    /// stop point in that epoch durable: no shard may take a write in an epoch before a
-    /// successor could learn where that epoch's log began (swarm seed 13417: a leader lost
-    /// etcd while saving a stop point, the new primary wrote on its lease, and the successor,
-    /// not knowing the stop point, let the old primary keep a divergent suffix).
+    /// cluster primary in the lease's epoch, no failover under way, the node's shard's
+    /// stop point in that epoch durable, and a durable lease bound at least as long as the
+    /// lease. No shard may take a write in an epoch before a successor could learn where
+    /// that epoch's log began (swarm seed 13417: a leader lost etcd while saving a stop point,
+    /// the new primary wrote on its lease, and the successor, not knowing the stop point, let
+    /// the old primary keep a divergent suffix); and a successor waits out only the leases
+    /// the bound it finds allows.
     fn cover(&self, node: NodeId, mut heartbeat: Heartbeat) -> Heartbeat {
         heartbeat.command = None;
-        let backed = |epoch| {
+        let backed = |grant: &LeaseGrant| {
             (self.saved.as_ref()).is_some_and(|s| {
-                s.epoch == epoch
+                s.epoch == grant.epoch
                     && s.primary == node.cluster
                     && !s.failing_over
                     && s.stop_points.contains_key(&node.shard())
+                    && s.lease_bound_ms >= grant.duration_ms
             })
         };
-        heartbeat.grant = heartbeat.grant.filter(|grant| backed(grant.epoch));
+        heartbeat.grant = heartbeat.grant.filter(backed);
         heartbeat
     }
 }
