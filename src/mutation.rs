@@ -77,11 +77,13 @@ pub enum Mutation {
     /// configured `lease_duration_ms`: at a long round trip the old primary still holds its
     /// lease when the backup is promoted.
     ShortLeaseWait,
+    /// Never raises the lag alarm, however far a backup falls behind.
+    NoLagAlarm,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 25] = [
+    pub const ALL: [Mutation; 26] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -107,6 +109,7 @@ impl Mutation {
         Mutation::NoEtcdAlarm,
         Mutation::PersistsUnguarded,
         Mutation::ShortLeaseWait,
+        Mutation::NoLagAlarm,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -138,6 +141,7 @@ impl Mutation {
             Mutation::NoEtcdAlarm => "no-etcd-alarm",
             Mutation::PersistsUnguarded => "persists-unguarded",
             Mutation::ShortLeaseWait => "short-lease-wait",
+            Mutation::NoLagAlarm => "no-lag-alarm",
         }
     }
 

@@ -27,6 +27,11 @@ pub struct Params {
     /// The largest rate error of any clock, in parts per million. Lease waits are stretched by
     /// it, so a node whose clock runs slow cannot outlive the controller's wait.
     pub max_clock_drift_ppm: u32,
+    /// A shard whose backup lacks a write the controller first saw on its primary this long
+    /// ago raises the lag alarm, cleared once the lag is back under half of it; 0: never.
+    pub lag_alarm_ms: u64,
+    /// The same bound in entries the backup lacks; 0 (the default): never.
+    pub lag_alarm_entries: u64,
 }
 
 impl Default for Params {
@@ -39,6 +44,8 @@ impl Default for Params {
             recovery_rounds: 5,
             lease_duration_ms: 300,
             max_clock_drift_ppm: 10_000,
+            lag_alarm_ms: 10_000,
+            lag_alarm_entries: 0,
         }
     }
 }

@@ -1192,6 +1192,71 @@ fn the_fencing_check_catches_a_wait_shorter_than_the_lease_granted() {
     );
 }
 
+/// Issue 15, item 2: a backup behind by more than the bound raises the lag alarm, which
+/// names the shard and says nothing of the cluster's health (the second alarm still comes when
+/// the backup cluster fails), and clears once the backup is back within half the bound.
+#[test]
+fn a_lagging_backup_raises_the_lag_alarm_until_it_catches_up() {
+    let params = Params {
+        lag_alarm_ms: 1000,
+        ..Params::default()
+    };
+    let users: Vec<(u32, u16)> = (0..3).map(|i| (i as u32, i)).collect();
+    let mut world = World::new(params, topology(3, &users, 0), Network::PERFECT, 5);
+    world.run_until(ms(1000));
+    let a1 = NodeId::new(Cluster::A, 1);
+    world.replicate(a1, 100);
+    // a/1 takes a write every 100 ms that b/1 never gets: 1 s after the first, the alarm.
+    for t in (1000..2500).step_by(100) {
+        world.run_until(ms(t));
+        world.accept_writes(a1, 1);
+    }
+    let lag = |w: &World| {
+        (w.raised().into_iter())
+            .filter(|a| a.kind == AlarmKind::Lag)
+            .collect::<Vec<_>>()
+    };
+    let raised = lag(&world);
+    assert_eq!(raised.len(), 1, "{raised:#?}");
+    let alarm = &raised[0];
+    assert_eq!(alarm.cluster, Cluster::B);
+    let behind = alarm.lag.expect("a lag alarm says how far");
+    assert_eq!(behind.shard, Shard(1));
+    assert!(
+        behind.behind_ms > 1000 && behind.entries >= 10,
+        "{behind:?}"
+    );
+    assert!(
+        (world.raised().iter()).all(|a| a.kind == AlarmKind::Lag),
+        "no other alarm"
+    );
+    // Caught up: cleared.
+    world.replicate(a1, 100);
+    world.run_until(ms(3000));
+    let closed: Vec<_> = (world.cleared().into_iter())
+        .filter(|(id, ..)| *id == alarm.id)
+        .collect();
+    assert_eq!(
+        closed,
+        vec![(alarm.id, AlarmKind::Lag, Resolution::CaughtUp)]
+    );
+    assert_eq!(
+        world.node(Cluster::B, 1).disk.last_lsn(),
+        world.node(Cluster::A, 1).disk.last_lsn()
+    );
+    // Behind again, then the whole backup cluster fails: the second alarm is raised all the
+    // same (a lag alarm says nothing of the cluster's health).
+    for t in (3000..4500).step_by(100) {
+        world.run_until(ms(t));
+        world.accept_writes(a1, 1);
+    }
+    assert_eq!(lag(&world).len(), 2);
+    world.silence(Cluster::B, 0..3);
+    world.run_until(ms(6000));
+    assert!((world.raised().iter()).any(|a| a.kind == AlarmKind::BackupFailed));
+    assert_eq!(world.controller.durable().primary, Cluster::A);
+}
+
 /// The fencing check above can fail: with fencing switched off (the simulator's mutant), the
 /// same story shows a b node promoted while paused a nodes still hold their leases.
 #[cfg(feature = "mutants")]

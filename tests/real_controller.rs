@@ -412,6 +412,7 @@ fn durable(epoch: u64) -> Durable {
         recovery_point: BTreeMap::new(),
         resumed_in: None,
         losses: BTreeMap::new(),
+        lag: None,
     };
     Durable {
         epoch: Epoch(epoch),

@@ -107,6 +107,7 @@ scenario_tests! {
     a_late_write_of_a_deposed_leader_never_replaces_its_successors_state => "leader-cut-from-etcd-its-late-write-lands-after-takeover",
     a_wan_pair_fails_over_and_back_with_the_defaults => "wan-pair-primary-crash-and-failback",
     leases_sized_to_a_long_round_trip_are_waited_out_in_full => "long-round-trip-leases-then-primary-cut-off",
+    a_backup_behind_beyond_the_bound_raises_the_lag_alarm_until_it_catches_up => "backup-lags-beyond-the-bound",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

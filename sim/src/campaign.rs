@@ -357,7 +357,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 25] = [
+pub const MUTANTS: [MutantSpec; 26] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -474,6 +474,11 @@ pub const MUTANTS: [MutantSpec; 25] = [
         Mutation::ShortLeaseWait,
         "accounted-loss",
         "long-round-trip-leases-then-primary-cut-off",
+    ),
+    spec(
+        Mutation::NoLagAlarm,
+        "expectation",
+        "backup-lags-beyond-the-bound",
     ),
 ];
 

@@ -68,6 +68,8 @@ pub struct Measures {
     pub double_failure: bool,
     /// Whether a replica raised the alarm that it cannot reach etcd.
     pub etcd_alarm: bool,
+    /// Whether a lag alarm was raised.
+    pub lag_alarm: bool,
     /// What became of the users' writes.
     pub availability: Availability,
 }
@@ -763,6 +765,9 @@ impl Checker<'_> {
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
                     m.second_alarm = true
                 }
+                Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::Lag => {
+                    m.lag_alarm = true
+                }
                 Event::Node {
                     event: NodeEvent::Quarantined(q),
                     ..
@@ -856,6 +861,12 @@ impl Checker<'_> {
                 m.etcd_alarm
             ));
         }
+        if let Some(want) = e.lag_alarm.filter(|&w| w != m.lag_alarm) {
+            problems.push(format!(
+                "expected a lag alarm raised = {want}, saw {}",
+                m.lag_alarm
+            ));
+        }
         if let Some(max) = e.detection_ms_max {
             if let Some(d) = m.detection_ms.iter().find(|&&d| d > max) {
                 problems.push(format!("detection took {d} ms, over the {max} ms allowed"));
@@ -891,6 +902,6 @@ impl Checker<'_> {
 fn losses_of(resolution: &Resolution) -> Option<&BTreeMap<Shard, QuarantineSummary>> {
     match resolution {
         Resolution::LossReport(report) | Resolution::Resumed(report) => Some(report),
-        Resolution::BackupRecovered => None,
+        Resolution::BackupRecovered | Resolution::CaughtUp | Resolution::NewEpoch => None,
     }
 }

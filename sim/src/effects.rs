@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Every effect a run can show, by name (the names `expect.effects` takes).
-pub const EFFECTS: [&str; 12] = [
+pub const EFFECTS: [&str; 13] = [
     "node-unanswering",
     "replication-blocked",
     "publication-during-cut",
@@ -29,10 +29,11 @@ pub const EFFECTS: [&str; 12] = [
     "resync-moved-data",
     "leader-changed",
     "etcd-alarm",
+    "lag-alarm",
 ];
 
 /// Every controller transition the coverage report counts.
-pub const TRANSITIONS: [&str; 17] = [
+pub const TRANSITIONS: [&str; 20] = [
     "node-declared-down",
     "node-declared-up",
     "cluster-declared-failed",
@@ -50,6 +51,9 @@ pub const TRANSITIONS: [&str; 17] = [
     "alarm-closed-primary-resumed",
     "alarm-closed-resumed-with-loss",
     "alarm-closed-backup-recovered",
+    "lag-alarm-raised",
+    "alarm-closed-caught-up",
+    "alarm-closed-new-epoch",
 ];
 
 /// What one run showed.
@@ -211,6 +215,7 @@ impl<'a> View<'a> {
                     self.replication_blocked(&nodes, window),
                     "replication-blocked",
                 );
+                add(self.lag_alarmed(window), "lag-alarm");
             }
             FaultKind::PacketLoss { .. } | FaultKind::Latency { .. } => {
                 let traffic = self
@@ -241,6 +246,12 @@ impl<'a> View<'a> {
             }
         }
         found
+    }
+
+    /// Whether the controller raised a lag alarm during the fault.
+    fn lag_alarmed(&self, window: (Time, Time)) -> bool {
+        (self.during(window))
+            .any(|e| matches!(e, Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::Lag))
     }
 
     /// Whether a replica raised the etcd alarm during the fault.
@@ -308,6 +319,7 @@ impl<'a> View<'a> {
                 self.replication_blocked(&all_nodes, window),
                 "replication-blocked",
             );
+            add(self.lag_alarmed(window), "lag-alarm");
         }
     }
 
@@ -424,12 +436,15 @@ pub fn transition(event: &Event) -> Option<&'static str> {
         Event::Alarm(AlarmEvent::Raised(alarm)) => match alarm.kind {
             AlarmKind::PrimaryFailed => "first-alarm-raised",
             AlarmKind::BackupFailed => "second-alarm-raised",
+            AlarmKind::Lag => "lag-alarm-raised",
         },
         Event::Alarm(AlarmEvent::Cleared { resolution, .. }) => match resolution {
             Resolution::LossReport(_) => "alarm-closed-loss-report",
             Resolution::Resumed(lost) if lost.is_empty() => "alarm-closed-primary-resumed",
             Resolution::Resumed(_) => "alarm-closed-resumed-with-loss",
             Resolution::BackupRecovered => "alarm-closed-backup-recovered",
+            Resolution::CaughtUp => "alarm-closed-caught-up",
+            Resolution::NewEpoch => "alarm-closed-new-epoch",
         },
         _ => return None,
     };

@@ -430,12 +430,17 @@ impl Model {
                     let (what, fill) = match alarm.kind {
                         AlarmKind::PrimaryFailed => ("first alarm", COLOR_ALARM1),
                         AlarmKind::BackupFailed => ("second alarm", COLOR_ALARM2),
+                        AlarmKind::Lag => ("lag alarm", COLOR_LAG),
+                    };
+                    let about = match alarm.lag {
+                        Some(lag) => format!("{} behind", lag.shard.node(alarm.cluster)),
+                        None => format!("{} failed", alarm.cluster),
                     };
                     open_alarms.insert(alarm.id, alarms.len());
                     alarms.push(Span {
                         start: t,
                         end: None,
-                        label: format!("#{} {what}: {} failed", alarm.id, alarm.cluster),
+                        label: format!("#{} {what}: {about}", alarm.id),
                         fill,
                         tooltip: String::new(),
                     });

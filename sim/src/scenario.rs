@@ -353,6 +353,9 @@ pub struct Expect {
     /// Whether some replica must raise the alarm that it cannot reach etcd (true), or none
     /// may (false).
     pub etcd_alarm: Option<bool>,
+    /// Whether a lag alarm (a backup behind beyond `controller.lag_alarm_ms` or
+    /// `lag_alarm_entries`) must be raised (true), or none may be (false).
+    pub lag_alarm: Option<bool>,
     /// Whether the run must end converged (every fault healed; data identical; no alarm).
     pub converge: bool,
     /// Quiet time after the last heal before convergence is checked, in ms.
@@ -382,6 +385,7 @@ impl Default for Expect {
             second_alarm: None,
             double_failure: None,
             etcd_alarm: None,
+            lag_alarm: None,
             converge: true,
             quiet_ms: 10_000,
             detection_ms_max: None,

@@ -522,11 +522,24 @@ pub fn describe(event: &Event) -> String {
         }
         Event::Acting { replica, term } => format!("ctl/{replica:<5} acts in term {term}"),
         Event::Controller(note) => format!("ctl       {}", describe_note(note)),
+        Event::Alarm(AlarmEvent::Raised(alarm)) if alarm.kind == AlarmKind::Lag => {
+            let lag = alarm.lag.as_ref().map_or(String::new(), |l| {
+                let node = l.shard.node(alarm.cluster);
+                format!(
+                    ": {node} lacks {} entries, the oldest first seen {} ms ago",
+                    l.entries, l.behind_ms
+                )
+            });
+            format!(
+                "ALARM #{} LAG: a backup is behind beyond the bound in {}{lag}",
+                alarm.id, alarm.epoch
+            )
+        }
         Event::Alarm(AlarmEvent::Raised(alarm)) => {
             let (up, total) = alarm.available_nodes;
             let which = match alarm.kind {
                 AlarmKind::PrimaryFailed => "FIRST ALARM: primary",
-                AlarmKind::BackupFailed => "SECOND ALARM: backup",
+                AlarmKind::BackupFailed | AlarmKind::Lag => "SECOND ALARM: backup",
             };
             let mut line = format!(
                 "ALARM #{} {which} {} failed ({up}/{total} answering) in {}",
@@ -561,6 +574,8 @@ pub fn describe(event: &Event) -> String {
                 head + &loss_lines(lost)
             }
             Resolution::BackupRecovered => format!("ALARM #{id} closed: the backup recovered"),
+            Resolution::CaughtUp => format!("ALARM #{id} closed: the backup caught up"),
+            Resolution::NewEpoch => format!("ALARM #{id} closed: a new epoch began"),
             Resolution::LossReport(report) => {
                 let total: u64 = report.values().map(|q| q.count).sum();
                 let head =

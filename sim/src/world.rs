@@ -13,6 +13,7 @@ use madsim::task::NodeId as SimId;
 use standby::control_plane::hold::HoldSwitch;
 use standby::controller::{Durable, Mutation, Topology};
 use standby::node::{Node, NodeDisk, NodeEvent};
+use standby::protocol::Role;
 use standby::service::controller::ControllerOptions;
 use standby::service::loss::{self, Transmission};
 use standby::service::node::{NodeObserver, NodeOptions, NodeService};
@@ -30,6 +31,15 @@ const PORT: u16 = 7000;
 /// After the scenario's duration, users stop writing and the world runs this much longer, so
 /// that replication can drain before the final state is judged.
 pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// How much longer than [`DRAIN`] the world waits, in steps of [`DRAIN_STEP`], while a backup
+/// still lacks entries its primary holds. Under 5% loss a last shipment can be held up for
+/// seconds (a lost frame twice, the shipment's deadline doubled, a lost SYN on the reconnect:
+/// 1 s), and the final state was judged before it landed (swarm seed 53961). Long enough for
+/// the longest deadline (8 replication timeouts) and a few retransmissions; a backup that
+/// never catches up still fails convergence.
+pub const DRAIN_MORE: Duration = Duration::from_secs(10);
+const DRAIN_STEP: Duration = Duration::from_millis(100);
 
 /// Everything a finished run leaves behind for the checkers.
 #[derive(Debug)]
@@ -363,6 +373,11 @@ impl World {
         self.sleep_until(end).await;
         self.stop_users.store(true, Ordering::Relaxed);
         madsim::time::sleep(DRAIN).await;
+        let mut more = Duration::ZERO;
+        while more < DRAIN_MORE && !self.drained() {
+            madsim::time::sleep(DRAIN_STEP).await;
+            more += DRAIN_STEP;
+        }
         let out = RunOutput {
             events: self.trace.events(),
             disks: (self.disks.iter())
@@ -373,6 +388,28 @@ impl World {
         };
         self.kill_everything();
         out
+    }
+
+    /// Whether every shard whose nodes are primary and backup of one epoch holds the same
+    /// log on both (as far as its length tells).
+    fn drained(&self) -> bool {
+        let state = |id| {
+            let node = self.disks[&id].lock().expect("disk");
+            (node.disk.epoch, node.disk.role, node.disk.last_lsn())
+        };
+        (0..self.scenario.topology.nodes_per_cluster).all(|i| {
+            let (a, b) = (
+                state(NodeId::new(Cluster::A, i)),
+                state(NodeId::new(Cluster::B, i)),
+            );
+            let roles = (a.1, b.1);
+            let replicating = a.0 == b.0
+                && matches!(
+                    roles,
+                    (Role::Primary, Role::Backup) | (Role::Backup, Role::Primary)
+                );
+            !replicating || a.2 == b.2
+        })
     }
 
     /// Kills every simulated node. madsim does not drop the tasks still pending when its

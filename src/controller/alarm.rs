@@ -1,6 +1,7 @@
 //! Alarms (claim 5) and what they carry: the recovery point when a primary fails ([DESIGN] 8),
 //! and the loss report that closes the alarm once the old primary's divergent suffix is known.
 
+use super::lag::Lag;
 use crate::protocol::QuarantineSummary;
 use crate::time::Time;
 use crate::types::{Cluster, Epoch, Lsn, Shard};
@@ -14,6 +15,9 @@ pub enum AlarmKind {
     PrimaryFailed,
     /// The second alarm: the backup cluster failed (no disaster recovery is possible).
     BackupFailed,
+    /// One shard's backup is further behind its primary than the bound (issue 15, item 2):
+    /// a failover now would lose that much. It says nothing of the cluster's health.
+    Lag,
 }
 
 /// An alarm for an operator.
@@ -41,14 +45,17 @@ pub struct Alarm {
     /// moved to quarantine since the failure. The alarm closes when every shard's is in.
     #[serde(default)]
     pub losses: BTreeMap<Shard, QuarantineSummary>,
+    /// Lag alarm only: the shard, and how far its backup was behind when it was raised.
+    #[serde(default)]
+    pub lag: Option<Lag>,
 }
 
 impl Alarm {
-    /// Whether this alarm says `cluster` is down: it is about `cluster`, and the cluster has
-    /// not been made primary again since (an alarm that waits for a resumed cluster's losses
-    /// says nothing of its health).
+    /// Whether this alarm says `cluster` is down: a first or second alarm about `cluster`,
+    /// which has not been made primary again since (an alarm that waits for a resumed
+    /// cluster's losses says nothing of its health, nor does a lag alarm).
     pub fn says_down(&self, cluster: Cluster) -> bool {
-        self.cluster == cluster && self.resumed_in.is_none()
+        self.cluster == cluster && self.resumed_in.is_none() && self.kind != AlarmKind::Lag
     }
 }
 
@@ -81,6 +88,10 @@ pub enum Resolution {
     LossReport(BTreeMap<Shard, QuarantineSummary>),
     /// The backup cluster is available again.
     BackupRecovered,
+    /// Lag alarm: the shard's backup is back within half the bound.
+    CaughtUp,
+    /// Lag alarm: a new epoch began (a promotion), with new primaries and backups.
+    NewEpoch,
 }
 
 /// An alarm raised or closed.

@@ -13,9 +13,11 @@
 
 mod alarm;
 mod health;
+mod lag;
 
 pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
 pub use health::{Availability, ClusterHealth, NodeTable, NodeView};
+pub use lag::{Lag, LagTracker};
 
 use crate::params::Params;
 use crate::protocol::{
@@ -210,6 +212,8 @@ pub struct Controller {
     phase: Phase,
     health: BTreeMap<Cluster, ClusterHealth>,
     nodes: NodeTable,
+    /// The primaries' positions, for the backups' lag (not durable: a restart starts afresh).
+    lag: LagTracker,
     /// When the controller (re)started: nodes get one timeout of grace, and every lease granted
     /// before a restart is treated as live until one lease wait after it.
     started_at: Time,
@@ -288,6 +292,7 @@ impl Controller {
             durable,
             phase,
             nodes,
+            lag: LagTracker::default(),
             started_at: now,
             round,
             round_sent_at: BTreeMap::new(),
@@ -508,6 +513,7 @@ impl Controller {
                     self.start_failover(now);
                 } else {
                     self.watch_backup(backup, now);
+                    self.watch_lag(now);
                 }
             }
             Phase::Failover {
@@ -550,6 +556,47 @@ impl Controller {
         } else if !self.has_open_alarm(backup) {
             self.raise_alarm(AlarmKind::BackupFailed, backup, now);
         }
+    }
+
+    /// Issue 15, item 2: per shard whose backup node replicates in this epoch, raises the lag
+    /// alarm when the backup is further behind than a bound, and clears it once it is back
+    /// within half of every bound (so that a lag at the bound does not flap the alarm).
+    fn watch_lag(&mut self, now: Time) {
+        let (ms, entries) = (self.params.lag_alarm_ms, self.params.lag_alarm_entries);
+        let over = |v: u64, bound: u64, num: u64| bound > 0 && v * 2 > bound * num;
+        for i in 0..self.topology.nodes_per_cluster {
+            let node = NodeId::new(self.durable.primary, i);
+            let Some(lag) = self.shard_lag(node, now) else {
+                continue;
+            };
+            let open = (self.durable.open_alarms.values())
+                .find(|a| a.lag.is_some_and(|l| l.shard == lag.shard))
+                .map(|a| a.id);
+            let beyond = |num| over(lag.behind_ms, ms, num) || over(lag.entries, entries, num);
+            match open {
+                None if beyond(2) && !crate::mutated!(self, NoLagAlarm) => {
+                    let mut alarm = self.new_alarm(AlarmKind::Lag, node.cluster.other(), now);
+                    alarm.lag = Some(lag);
+                    self.raise(alarm);
+                }
+                Some(id) if !beyond(1) => self.clear_alarm(id, Resolution::CaughtUp, now),
+                _ => {}
+            }
+        }
+    }
+
+    /// How far the backup of `primary`'s shard is behind it, if both report from this epoch
+    /// in their roles (a backup still rejoining, or silent since, has no lag to speak of: the
+    /// second alarm and the loss report cover it).
+    fn shard_lag(&mut self, primary: NodeId, now: Time) -> Option<Lag> {
+        let epoch = self.durable.epoch;
+        let position = |node: NodeId, role: Role| {
+            let (report, _) = self.nodes[node].report.as_ref()?;
+            (report.epoch == epoch && report.role == role).then_some(report.last_lsn)
+        };
+        let at = position(primary, Role::Primary)?;
+        let applied = position(primary.peer(), Role::Backup)?;
+        Some(self.lag.lag(primary.shard(), at, applied, now))
     }
 
     /// Claims 1, 5, 6: the primary has failed. Stop granting it leases (it is fenced by the
@@ -679,6 +726,11 @@ impl Controller {
             resumed,
         });
         self.close_accounted_alarms(now);
+        self.lag.clear();
+        let lagging = (self.durable.open_alarms.values()).filter(|a| a.kind == AlarmKind::Lag);
+        for id in lagging.map(|a| a.id).collect::<Vec<_>>() {
+            self.clear_alarm(id, Resolution::NewEpoch, now);
+        }
         self.publish(now);
     }
 
@@ -899,6 +951,7 @@ impl Controller {
         }
         if node.cluster == self.durable.primary && report.role == Role::Primary {
             let shard = node.shard();
+            self.lag.primary_at(shard, report.last_lsn, now);
             if let std::collections::btree_map::Entry::Vacant(slot) =
                 self.durable.stop_points.entry(shard)
             {
@@ -915,6 +968,9 @@ impl Controller {
         let backup = node.cluster != self.durable.primary && report.role == Role::Backup;
         if backup && self.durable.rejoined.insert(node.shard()) {
             self.persist();
+            // A backup that has just joined lags by everything written while it was away:
+            // its lag counts from now, so that only a resync slower than the bound alarms.
+            self.lag.forget(node.shard());
         }
     }
 
@@ -980,13 +1036,19 @@ impl Controller {
         if kind == AlarmKind::BackupFailed && crate::mutated!(self, NoSecondAlarm) {
             return;
         }
+        let alarm = self.new_alarm(kind, cluster, now);
+        self.raise(alarm);
+    }
+
+    /// An alarm of `kind` about `cluster`, with the next id (not raised yet).
+    fn new_alarm(&mut self, kind: AlarmKind, cluster: Cluster, now: Time) -> Alarm {
         let id = self.durable.next_alarm_id;
         self.durable.next_alarm_id += 1;
         let recovery_point = match kind {
             AlarmKind::PrimaryFailed => self.recovery_point(cluster),
-            AlarmKind::BackupFailed => BTreeMap::new(),
+            AlarmKind::BackupFailed | AlarmKind::Lag => BTreeMap::new(),
         };
-        let alarm = Alarm {
+        Alarm {
             id,
             kind,
             cluster,
@@ -996,8 +1058,12 @@ impl Controller {
             recovery_point,
             resumed_in: None,
             losses: BTreeMap::new(),
-        };
-        self.durable.open_alarms.insert(id, alarm.clone());
+            lag: None,
+        }
+    }
+
+    fn raise(&mut self, alarm: Alarm) {
+        self.durable.open_alarms.insert(alarm.id, alarm.clone());
         self.persist();
         self.actions
             .push_back(Action::Alarm(AlarmEvent::Raised(alarm)));
@@ -1047,15 +1113,21 @@ impl Controller {
             .map(|a| a.id)
             .collect();
         for id in ids {
-            self.durable.open_alarms.remove(&id);
-            self.persist();
-            self.actions.push_back(Action::Alarm(AlarmEvent::Cleared {
-                id,
-                kind,
-                at: now,
-                resolution: resolution.clone(),
-            }));
+            self.clear_alarm(id, resolution.clone(), now);
         }
+    }
+
+    fn clear_alarm(&mut self, id: u64, resolution: Resolution, now: Time) {
+        let Some(alarm) = self.durable.open_alarms.remove(&id) else {
+            return;
+        };
+        self.persist();
+        self.actions.push_back(Action::Alarm(AlarmEvent::Cleared {
+            id,
+            kind: alarm.kind,
+            at: now,
+            resolution,
+        }));
     }
 
     fn has_open_alarm(&self, cluster: Cluster) -> bool {

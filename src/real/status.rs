@@ -129,6 +129,10 @@ pub struct AlarmStatus {
     /// First alarm: the shards whose loss is known so far, and how many writes each lost.
     #[serde(default)]
     pub losses: Vec<(u16, u64)>,
+    /// Lag alarm: the shard, the entries its backup lacked and the age of the oldest (ms),
+    /// when it was raised.
+    #[serde(default)]
+    pub lag: Option<(u16, u64, u64)>,
 }
 
 /// What one shard's backup had when replication stopped, against what its failed primary last
@@ -218,6 +222,7 @@ fn open_alarms(
                 .collect(),
             resumed_in: alarm.resumed_in.map(|e| e.0),
             losses: (alarm.losses.iter()).map(|(s, q)| (s.0, q.count)).collect(),
+            lag: (alarm.lag).map(|l| (l.shard.0, l.entries, l.behind_ms)),
         })
         .collect()
 }
@@ -261,6 +266,7 @@ fn kind_text(kind: AlarmKind) -> &'static str {
     match kind {
         AlarmKind::PrimaryFailed => "primary failed",
         AlarmKind::BackupFailed => "backup failed",
+        AlarmKind::Lag => "backup lagging",
     }
 }
 
@@ -317,6 +323,9 @@ impl Status {
             }
             for shard in &alarm.recovery_point {
                 writeln!(f, "    {shard}")?;
+            }
+            if let Some((shard, entries, behind_ms)) = alarm.lag {
+                writeln!(f, "    shard {shard}: the backup lacked {entries} entries, the oldest first seen on the primary {behind_ms} ms before")?;
             }
             if let Some(epoch) = alarm.resumed_in {
                 writeln!(f, "    {} was made primary again in e{epoch}: waiting for each of its nodes to say what it quarantined before", alarm.cluster)?;
