@@ -865,9 +865,8 @@ impl Controller {
             return None;
         }
         let (round, received_at) = (report.round, *received_at);
-        // A round forgotten is long past: the longest lease, of which little is left.
-        let round_trip = (self.round_sent_at.get(&round))
-            .map_or(Duration::MAX, |&sent| received_at.saturating_since(sent));
+        // Measured with the report (`handle_report` takes none of a round it did not send).
+        let round_trip = view.round_trip.unwrap_or(Duration::MAX);
         let lease = self.params.lease_for_round_trip(round_trip);
         let waited = match crate::mutated!(self, ShortLeaseWait) {
             true => self.params.lease_duration(),
