@@ -25,7 +25,8 @@ impl ConfigCenter {
     }
 
     /// Stores a publication unless it is older than what is held (an old controller, or a
-    /// delayed message, can never roll the users back).
+    /// delayed message, can never roll the users back), and within it each user's config
+    /// newer than the one held.
     pub fn publish(&mut self, publish: Publish) -> PublishReply {
         if publish.epoch < self.epoch {
             return PublishReply {
@@ -34,8 +35,11 @@ impl ConfigCenter {
             };
         }
         self.epoch = publish.epoch;
+        // Each user's config carries its shard's epoch, which may be older than the
+        // publication's (a shard that did not move): a config replaces only an older one.
         for config in publish.configs {
-            if config.epoch == publish.epoch {
+            let held = self.configs.get(&config.user).map(|c| c.epoch);
+            if held.is_none_or(|e| e < config.epoch) {
                 self.configs.insert(config.user, config);
             }
         }

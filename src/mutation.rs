@@ -79,11 +79,16 @@ pub enum Mutation {
     ShortLeaseWait,
     /// Never raises the lag alarm, however far a backup falls behind.
     NoLagAlarm,
+    /// A shard's failover (its primary node alone failed) neither fences the old node nor
+    /// waits out its lease before promoting the backup node.
+    ShardNoFencing,
+    /// A shard's failover publishes nothing new: its users keep the old node's route.
+    ShardConfigUnchanged,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 26] = [
+    pub const ALL: [Mutation; 28] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -110,6 +115,8 @@ impl Mutation {
         Mutation::PersistsUnguarded,
         Mutation::ShortLeaseWait,
         Mutation::NoLagAlarm,
+        Mutation::ShardNoFencing,
+        Mutation::ShardConfigUnchanged,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -142,6 +149,8 @@ impl Mutation {
             Mutation::PersistsUnguarded => "persists-unguarded",
             Mutation::ShortLeaseWait => "short-lease-wait",
             Mutation::NoLagAlarm => "no-lag-alarm",
+            Mutation::ShardNoFencing => "shard-no-fencing",
+            Mutation::ShardConfigUnchanged => "shard-config-unchanged",
         }
     }
 

@@ -8,7 +8,7 @@
 //! Config errors name file, line and field; the state file is atomic and never goes back an
 //! epoch; a controller whose nodes are all unreachable says so on its status listener.
 
-use standby::controller::{Alarm, AlarmKind, Durable};
+use standby::controller::{Alarm, AlarmKind, Durable, Scope, ShardState};
 use standby::real::config::Config;
 use standby::real::run::Bound;
 use standby::real::status::{query, Status};
@@ -406,24 +406,35 @@ fn durable(epoch: u64) -> Durable {
         id: 3,
         kind: AlarmKind::PrimaryFailed,
         cluster: Cluster::A,
+        shard: None,
+        users: Vec::new(),
         raised_at: Time::from_millis(1234),
         epoch: Epoch(epoch),
         available_nodes: (1, 3),
         recovery_point: BTreeMap::new(),
-        resumed_in: None,
+        resumed_in: BTreeMap::new(),
         losses: BTreeMap::new(),
         lag: None,
     };
-    Durable {
+    let shard = |stop_point: Option<u64>, stop_cap: Option<u64>, rejoined| ShardState {
         epoch: Epoch(epoch),
         primary: Cluster::B,
         backup_joined: false,
-        stop_points: [(Shard(0), Lsn(17)), (Shard(2), Lsn(4))].into(),
-        stop_caps: [(Shard(1), Lsn(9))].into(),
-        rejoined: [Shard(2)].into(),
+        stop_point: stop_point.map(Lsn),
+        stop_cap: stop_cap.map(Lsn),
+        rejoined,
+        failing_over: Some(Scope::Cluster),
+    };
+    Durable {
+        epoch: Epoch(epoch),
+        shards: [
+            (Shard(0), shard(Some(17), None, false)),
+            (Shard(1), shard(None, Some(9), false)),
+            (Shard(2), shard(Some(4), None, true)),
+        ]
+        .into(),
         open_alarms: [(3, alarm)].into(),
         next_alarm_id: 4,
-        failing_over: true,
         lease_bound_ms: 500,
         incarnation: 7,
     }
@@ -442,7 +453,9 @@ fn a_replica_standing_by_tells_a_double_failure_from_a_failover_by_the_durable_a
     };
     state.open_alarms.insert(4, second);
     assert_eq!(Status::of_durable(&state).phase, "double failure");
-    state.failing_over = false;
+    for shard in state.shards.values_mut() {
+        shard.failing_over = None;
+    }
     assert_eq!(Status::of_durable(&state).phase, "normal");
 }
 

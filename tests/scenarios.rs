@@ -70,7 +70,7 @@ macro_rules! scenario_tests {
 
 scenario_tests! {
     steady_state_never_fails_over => "steady-state",
-    primary_minority_crash_does_not_fail_over => "primary-minority-crash",
+    primary_minority_crash_fails_over_those_shards_alone => "primary-minority-crash",
     primary_majority_crash_fails_over_once => "primary-majority-crash",
     primary_half_crash_fails_over_at_the_claim_4_boundary => "primary-half-crash",
     primary_outage_and_failback_quarantines_and_resyncs => "primary-outage-and-failback",
@@ -108,6 +108,10 @@ scenario_tests! {
     a_wan_pair_fails_over_and_back_with_the_defaults => "wan-pair-primary-crash-and-failback",
     leases_sized_to_a_long_round_trip_are_waited_out_in_full => "long-round-trip-leases-then-primary-cut-off",
     a_backup_behind_beyond_the_bound_raises_the_lag_alarm_until_it_catches_up => "backup-lags-beyond-the-bound",
+    a_crashed_primary_node_fails_its_shard_over_alone => "primary-node-crash-shard-fails-over",
+    a_shard_with_both_nodes_down_alarms_and_promotes_nothing => "primary-and-backup-node-down",
+    a_shard_failed_over_alone_is_untouched_by_its_old_clusters_failover => "shard-fails-over-then-its-cluster-fails",
+    a_cut_off_primary_node_is_fenced_by_its_lease_before_its_shard_moves => "primary-node-cut-off-with-long-leases",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

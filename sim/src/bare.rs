@@ -263,7 +263,7 @@ impl<'a> Bare<'a> {
                 Action::Publish { epoch, configs } => {
                     self.send(Msg::Publish(Publish { epoch, configs }))
                 }
-                Action::Note(Note::FailoverStarted { cluster }) => {
+                Action::Note(Note::FailoverStarted { cluster, .. }) => {
                     if let Some(&since) = self.failed_since.get(&cluster) {
                         let ms = self.now.saturating_since(since).as_millis() as u64;
                         self.out.detection_ms.push(ms);

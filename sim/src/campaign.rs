@@ -357,7 +357,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 26] = [
+pub const MUTANTS: [MutantSpec; 28] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -479,6 +479,16 @@ pub const MUTANTS: [MutantSpec; 26] = [
         Mutation::NoLagAlarm,
         "expectation",
         "backup-lags-beyond-the-bound",
+    ),
+    spec(
+        Mutation::ShardNoFencing,
+        "single-writer",
+        "primary-node-cut-off-with-long-leases",
+    ),
+    spec(
+        Mutation::ShardConfigUnchanged,
+        "users-converge",
+        "primary-node-crash-shard-fails-over",
     ),
 ];
 

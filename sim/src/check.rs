@@ -180,14 +180,19 @@ impl Checker<'_> {
         }
     }
 
-    /// The epochs that became durable. A leader that loses etcd while saving a promotion has
-    /// noted an epoch that never began: its successor restores the one before.
+    /// The epochs that became durable: some shard's in a state made durable (two promotions
+    /// decided at once may be saved in one write). A leader that loses etcd while saving a
+    /// promotion has noted an epoch that never began: its successor restores the one before.
     fn durable_epochs(&self) -> BTreeSet<Epoch> {
         (self.events())
-            .filter_map(|(_, e)| match e {
-                Event::EpochPersisted { epoch, .. } => Some(*epoch),
+            .flat_map(|(_, e)| match e {
+                Event::EpochPersisted { epoch, shards } => {
+                    let epochs = shards.values().map(|(_, e)| *e);
+                    Some(epochs.chain([*epoch]))
+                }
                 _ => None,
             })
+            .flatten()
             .collect()
     }
 
@@ -282,7 +287,7 @@ impl Checker<'_> {
         let Some(durable) = &self.out.durable else {
             return (0, 0);
         };
-        let primary = durable.primary;
+        let primary = |shard: Shard| shard.node(durable.primary_of(shard).unwrap_or(Cluster::A));
         let in_log = |node: NodeId| -> BTreeSet<WriteId> {
             self.out.disks[&node].log.iter().map(|e| e.id).collect()
         };
@@ -321,12 +326,10 @@ impl Checker<'_> {
             };
             let t = accepted.get(id).copied().unwrap_or_default();
             let shard = node.shard();
-            if wiped.contains(&shard.node(primary)) {
+            if wiped.contains(&primary(shard)) {
                 continue; // A wiped primary's data is gone by the fault's own definition.
             }
-            let log = logs
-                .entry(shard)
-                .or_insert_with(|| in_log(shard.node(primary)));
+            let log = logs.entry(shard).or_insert_with(|| in_log(primary(shard)));
             if !log.contains(id) {
                 lost.push((t, *id, *node, *lsn));
             }
@@ -341,12 +344,12 @@ impl Checker<'_> {
             if mode == ReplicationMode::Sync {
                 found.push(("durability", format!(
                     "sync mode: {id} accepted by {node} at {lsn} at {t} and acknowledged is not in the final primary {}",
-                    shard.node(primary)
+                    primary(shard)
                 )));
-            } else if !quarantined && !self.alarm_open_for(node.cluster) {
+            } else if !quarantined && !self.alarm_open_for(node) {
                 found.push(("accounted-loss", format!(
                     "{id} accepted by {node} at {lsn} at {t} and acknowledged is in neither the final primary {} nor any quarantine, and no alarm is open",
-                    shard.node(primary)
+                    primary(shard)
                 )));
             } else if quarantined {
                 if let Some(problem) = self.loss_reported(node, lsn, t) {
@@ -365,10 +368,15 @@ impl Checker<'_> {
         (lost.len() as u64, span)
     }
 
-    fn alarm_open_for(&self, cluster: Cluster) -> bool {
+    /// Whether a first alarm about `node` (its cluster's, or its own) is still open.
+    fn alarm_open_for(&self, node: NodeId) -> bool {
         (self.out.durable.iter())
             .flat_map(|d| d.open_alarms.values())
-            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.cluster == cluster)
+            .any(|a| {
+                a.kind == AlarmKind::PrimaryFailed
+                    && a.cluster == node.cluster
+                    && a.recovery_point.contains_key(&node.shard())
+            })
     }
 
     /// A quarantined lost write must be in the LSN range its shard has in a loss report (or a
@@ -399,7 +407,7 @@ impl Checker<'_> {
                 _ => {}
             }
         }
-        if !reported && !self.alarm_open_for(node.cluster) {
+        if !reported && !self.alarm_open_for(node) {
             return Some(format!("quarantined at {node} {lsn} but in no loss report"));
         }
         match windows.iter().max() {
@@ -479,22 +487,20 @@ impl Checker<'_> {
             );
         };
         let mut found = Vec::new();
-        for i in 0..self.scenario.topology.nodes_per_cluster {
-            let (p, b) = (
-                NodeId::new(durable.primary, i),
-                NodeId::new(durable.primary.other(), i),
-            );
+        for (&shard, state) in &durable.shards {
+            let (i, epoch) = (shard.0, state.epoch);
+            let (p, b) = (shard.node(state.primary), shard.node(state.primary.other()));
             let (pd, bd) = (&self.out.disks[&p], &self.out.disks[&b]);
-            if pd.role != Role::Primary || pd.epoch != durable.epoch {
+            if pd.role != Role::Primary || pd.epoch != epoch {
                 found.push(format!(
-                    "{p} is {:?} at {}, not primary at {}",
-                    pd.role, pd.epoch, durable.epoch
+                    "{p} is {:?} at {}, not primary at {epoch}",
+                    pd.role, pd.epoch
                 ));
             }
-            if bd.role != Role::Backup || bd.epoch != durable.epoch {
+            if bd.role != Role::Backup || bd.epoch != epoch {
                 found.push(format!(
-                    "{b} is {:?} at {}, not backup at {}",
-                    bd.role, bd.epoch, durable.epoch
+                    "{b} is {:?} at {}, not backup at {epoch}",
+                    bd.role, bd.epoch
                 ));
             }
             let ids = |d: &standby::node::NodeDisk| {
@@ -535,59 +541,95 @@ impl Checker<'_> {
             .collect()
     }
 
-    /// After a publication, every user applies it within the bound, and no user writes with
-    /// an older epoch after that.
+    /// After a publication, every user applies its shard's newest epoch within the bound,
+    /// and writes with no older epoch after that. A user whose shard did not move keeps the
+    /// epoch it has.
     fn users_converge(&mut self) {
         let bound = Duration::from_millis(self.scenario.expect.users_converge_ms);
         let end = Time::from_millis(self.scenario.duration_s * 1000);
-        let durable = self.durable_epochs();
-        let Some((published_at, epoch)) = self
-            .events()
-            .filter_map(|(t, e)| match e {
-                Event::Controller(Note::Promoted { epoch, .. }) if durable.contains(epoch) => {
-                    Some((t, *epoch))
-                }
-                _ => None,
-            })
-            .last()
-        else {
+        let Some(targets) = self.user_targets() else {
             return;
         };
-        let deadline = published_at + bound;
-        if deadline > end {
-            return;
-        }
         let mut applied: BTreeMap<UserId, Time> = BTreeMap::new();
+        let mut pushed: BTreeSet<UserId> = BTreeSet::new();
         let mut stale = None;
         for (t, event) in self.events() {
             match event {
-                Event::UserConfig { user, epoch: e, .. } if *e >= epoch => {
+                Event::UserConfig { user, epoch: e, .. }
+                    if targets.get(user).is_some_and(|(epoch, _)| e >= epoch) =>
+                {
                     applied.entry(*user).or_insert(t);
                 }
-                Event::Invoke { id, node, epoch: e }
-                    if *e < epoch && t > deadline && stale.is_none() =>
+                // A user acknowledges every config the center pushes it, new to it or not.
+                Event::CenterAck { user, epoch: e, .. }
+                    if targets.get(user).is_some_and(|(epoch, _)| e >= epoch) =>
                 {
-                    stale = Some(format!("{} wrote {id} to {node} with old epoch {e} at {t}, after {epoch} was published at {published_at}", id.user));
+                    pushed.insert(*user);
+                }
+                Event::Invoke { id, node, epoch: e } if stale.is_none() => {
+                    let Some(&(epoch, published_at)) = targets.get(&id.user) else {
+                        continue;
+                    };
+                    if *e < epoch && t > published_at + bound {
+                        stale = Some(format!("{} wrote {id} to {node} with old epoch {e} at {t}, after {epoch} was published at {published_at}", id.user));
+                    }
                 }
                 _ => {}
             }
         }
-        for u in 0..self.scenario.topology.users {
-            match applied.get(&UserId(u)) {
+        for (user, &(epoch, published_at)) in &targets {
+            let deadline = published_at + bound;
+            if deadline > end {
+                continue;
+            }
+            if !pushed.contains(user) {
+                // Claim 3: the config center carries every user's new config, whatever a
+                // refused write may have taught the user meanwhile.
+                self.fail(
+                    "users-converge",
+                    format!("the config center never pushed {epoch} to {user} (published at {published_at})"),
+                );
+            }
+            match applied.get(user) {
                 Some(&t) if t <= deadline => {}
                 Some(&t) => self.fail(
                     "users-converge",
-                    format!("user {u} applied {epoch} at {t}, later than {deadline}"),
+                    format!("{user} applied {epoch} at {t}, later than {deadline}"),
                 ),
                 None => self.fail(
                     "users-converge",
-                    format!("user {u} never applied {epoch} (published at {published_at})"),
+                    format!("{user} never applied {epoch} (published at {published_at})"),
                 ),
             }
         }
         if let Some(message) = stale {
             self.fail("users-converge", message);
         }
+    }
+
+    /// Per user: the epoch its shard was last made durable in, and when that promotion was
+    /// noted (its publication follows at once). `None` before the first durable epoch.
+    fn user_targets(&self) -> Option<BTreeMap<UserId, (Epoch, Time)>> {
+        let durable = self.durable_epochs();
+        let mut noted: BTreeMap<Epoch, Time> = BTreeMap::new();
+        let mut last = None;
+        for (t, event) in self.events() {
+            match event {
+                Event::Controller(Note::Promoted { epoch, .. }) if durable.contains(epoch) => {
+                    noted.insert(*epoch, t);
+                }
+                Event::EpochPersisted { shards, .. } => last = Some(shards),
+                _ => {}
+            }
+        }
+        let shards = last?;
+        let n = self.scenario.topology.nodes_per_cluster.max(1) as u32;
+        let targets = (0..self.scenario.topology.users).filter_map(|u| {
+            // Users are spread over the shards as the world assigns them (`world.rs`).
+            let (_, epoch) = *shards.get(&Shard((u % n) as u16))?;
+            Some((UserId(u), (epoch, *noted.get(&epoch)?)))
+        });
+        Some(targets.collect())
     }
 
     /// Truth intervals during which a cluster was failed (ratio at or below the threshold).
@@ -599,17 +641,33 @@ impl Checker<'_> {
                 cluster,
                 available,
                 total,
+                ..
             } = event
             else {
                 continue;
             };
-            let intervals = out.entry(*cluster).or_default();
-            let open = intervals.last().is_some_and(|(_, end)| end.is_none());
             let failed = !cluster_available(*available, *total, threshold);
-            if failed && !open {
-                intervals.push((t, None));
-            } else if !failed && open {
-                intervals.last_mut().expect("open").1 = Some(t);
+            interval(out.entry(*cluster).or_default(), t, failed);
+        }
+        out
+    }
+
+    /// Truth intervals during which a node was down or cut off from the controller.
+    fn truth_nodes_down(&self) -> BTreeMap<NodeId, Vec<(Time, Option<Time>)>> {
+        let mut out: BTreeMap<NodeId, Vec<(Time, Option<Time>)>> = BTreeMap::new();
+        for (t, event) in self.events() {
+            let Event::Truth {
+                cluster,
+                total,
+                down,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            for i in 0..*total as u16 {
+                let node = NodeId::new(*cluster, i);
+                interval(out.entry(node).or_default(), t, down.contains(&i));
             }
         }
         out
@@ -631,90 +689,185 @@ impl Checker<'_> {
     }
 
     /// A primary failure with an available backup ends in a failover within the bound; with
-    /// the backup failed too, the second alarm is raised and nothing is promoted.
+    /// the backup failed too, the second alarm is raised and nothing is promoted. Per shard: a
+    /// cluster's failure owes a failover of every shard whose primary it held; with shard
+    /// failover on, a primary node's failure owes one of its shard while its backup node (and
+    /// that node's cluster) stays available, and the second alarm naming the shard while its
+    /// backup node is down too.
     fn liveness(&mut self) {
         let truth = self.truth_failed();
-        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
-        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let nodes = self.truth_nodes_down();
         let none = Vec::new();
         let failed = |c: Cluster| truth.get(&c).unwrap_or(&none);
-        // Which cluster was primary when: from every epoch the controller made durable.
-        let mut primaries: Vec<(Time, Cluster)> = Vec::new();
-        let mut promotions: Vec<(Time, Cluster)> = Vec::new();
-        let mut second_alarms: Vec<(Time, Cluster)> = Vec::new();
+        let node_down = |n: NodeId| nodes.get(&n).unwrap_or(&none);
+        let mut history = History::default();
         let mut found = Vec::new();
         for (t, event) in self.events() {
             match event {
-                Event::EpochPersisted { primary, .. } => primaries.push((t, *primary)),
-                Event::Controller(Note::Promoted { cluster, epoch, .. }) => {
-                    // A cluster that failed less than a detection window ago may still look
+                Event::EpochPersisted { shards, .. } => history.primaries.push((t, shards)),
+                Event::Controller(Note::Promoted {
+                    cluster,
+                    epoch,
+                    shard,
+                    ..
+                }) => {
+                    // A primary that failed less than a detection window ago may still look
                     // available: no controller can know sooner.
-                    let known_down = Self::failed_at(failed(*cluster), t)
+                    let intervals = match shard {
+                        None => failed(*cluster),
+                        Some(s) => node_down(s.node(*cluster)),
+                    };
+                    let known_down = Self::failed_at(intervals, t)
                         .is_some_and(|since| t.saturating_since(since) >= self.detection_window());
                     if *epoch > Epoch(1) && known_down {
+                        let what =
+                            shard.map_or(cluster.to_string(), |s| s.node(*cluster).to_string());
                         found.push(format!(
-                            "cluster {cluster} was promoted at {t} in {epoch} while it was down"
+                            "{what} was promoted at {t} in {epoch} while it was down"
                         ));
                     }
-                    promotions.push((t, *cluster));
+                    history.promotions.push((t, *cluster, *shard));
                 }
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
-                    second_alarms.push((t, a.cluster))
+                    history.second_alarms.push((t, a.cluster, a.shard))
                 }
                 _ => {}
             }
         }
-        let primary_at = |t: Time| {
-            primaries
-                .iter()
-                .rev()
-                .find(|(s, _)| *s <= t)
-                .map(|(_, c)| *c)
-        };
-        for cluster in Cluster::BOTH {
-            for &(start, stop) in failed(cluster) {
-                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
-                if !lasting || start + bound > end || primary_at(start) != Some(cluster) {
-                    continue;
-                }
-                let other = cluster.other();
-                let deadline = start + bound;
-                // The backup must stay available for the whole bound to owe a failover; if
-                // it fails meanwhile, the double-failure rules apply instead.
-                let backup_down_meanwhile = failed(other)
-                    .iter()
-                    .any(|&(s, e)| s <= deadline && e.is_none_or(|e| e > start));
-                if !backup_down_meanwhile {
-                    // A promotion decided just before the failure and made durable after
-                    // its start counts (swarm seed 6369: the truth saw the primary fail
-                    // between the two).
-                    let within =
-                        |&(t, c): &(Time, Cluster)| c == other && t >= start && t <= deadline;
-                    let promoted = promotions.iter().any(within) || primaries.iter().any(within);
-                    if !promoted {
-                        found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline}"));
-                    }
-                } else if Self::failed_at(failed(other), start).is_some()
-                    && !second_alarms
-                        .iter()
-                        .any(|&(t, c)| c == other && t <= deadline)
-                    // A backup that came back soon enough to be promoted owed no alarm.
-                    && !promotions
-                        .iter()
-                        .any(|&(t, c)| c == other && t >= start && t <= deadline)
-                {
-                    found.push(format!("primary {cluster} failed at {start} with {other} down too, and no second alarm for {other} was raised by {deadline}"));
-                }
-            }
+        found.extend(self.cluster_liveness(&history, &failed, &node_down));
+        if self.scenario.controller.shard_failover {
+            found.extend(self.node_liveness(&history, &failed, &nodes));
         }
         for message in found.into_iter().take(3) {
             self.fail("liveness", message);
         }
     }
 
+    /// How long before a failure a backup's own failure still delays its promotion: it must
+    /// answer again for `recovery_rounds` evaluations after a timeout.
+    fn recovery_window(&self) -> Duration {
+        let p = &self.scenario.controller;
+        let rounds = p.recovery_rounds as u64 + 1;
+        Duration::from_millis(p.heartbeat_timeout_ms + rounds * p.heartbeat_interval_ms)
+    }
+
+    /// The cluster half of [`Checker::liveness`].
+    fn cluster_liveness<'h>(
+        &self,
+        history: &History<'h>,
+        failed: &dyn Fn(Cluster) -> &'h Vec<(Time, Option<Time>)>,
+        node_down: &dyn Fn(NodeId) -> &'h Vec<(Time, Option<Time>)>,
+    ) -> Vec<String> {
+        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let n = self.scenario.topology.nodes_per_cluster;
+        let mut found = Vec::new();
+        for cluster in Cluster::BOTH {
+            for &(start, stop) in failed(cluster) {
+                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+                let shards: Vec<Shard> = (0..n)
+                    .map(Shard)
+                    .filter(|&s| history.primary_at(s, start) == Some(cluster))
+                    .collect();
+                if !lasting || start + bound > end || shards.is_empty() {
+                    continue;
+                }
+                let other = cluster.other();
+                let deadline = start + bound;
+                let since = Time(
+                    start
+                        .0
+                        .saturating_sub(self.recovery_window().as_micros() as u64),
+                );
+                // The backup must stay available for the whole bound to owe a failover; if
+                // it fails meanwhile, the double-failure rules apply instead.
+                let backup_down_meanwhile = overlaps(failed(other), start, deadline);
+                if !backup_down_meanwhile {
+                    // A shard whose backup node was down meanwhile may be in a double failure
+                    // of its own, which the node rules judge.
+                    let owed = shards
+                        .iter()
+                        .filter(|s| !overlaps(node_down(s.node(other)), since, deadline));
+                    for &shard in owed {
+                        if !history.promoted(shard, other, start, deadline) {
+                            found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline} ({shard})"));
+                            break;
+                        }
+                    }
+                } else if Self::failed_at(failed(other), start).is_some()
+                    && !(history.second_alarms.iter())
+                        .any(|&(t, c, s)| c == other && s.is_none() && t <= deadline)
+                    // A backup that came back soon enough to be promoted owed no alarm.
+                    && !(history.promotions.iter())
+                        .any(|&(t, c, _)| c == other && t >= start && t <= deadline)
+                {
+                    found.push(format!("primary {cluster} failed at {start} with {other} down too, and no second alarm for {other} was raised by {deadline}"));
+                }
+            }
+        }
+        found
+    }
+
+    /// The node half of [`Checker::liveness`] (shard failover on).
+    fn node_liveness<'h>(
+        &self,
+        history: &History<'h>,
+        failed: &dyn Fn(Cluster) -> &'h Vec<(Time, Option<Time>)>,
+        nodes: &BTreeMap<NodeId, Vec<(Time, Option<Time>)>>,
+    ) -> Vec<String> {
+        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let none = Vec::new();
+        let node_down = |n: NodeId| nodes.get(&n).unwrap_or(&none);
+        let mut found = Vec::new();
+        for (&node, intervals) in nodes {
+            for &(start, stop) in intervals {
+                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+                let shard = node.shard();
+                if !lasting
+                    || start + bound > end
+                    || history.primary_at(shard, start) != Some(node.cluster)
+                {
+                    continue;
+                }
+                let (backup, deadline) = (node.peer(), start + bound);
+                let since = Time(
+                    start
+                        .0
+                        .saturating_sub(self.recovery_window().as_micros() as u64),
+                );
+                // A cluster that fails meanwhile is the cluster rules' to judge.
+                if overlaps(failed(node.cluster), start, deadline)
+                    || overlaps(failed(backup.cluster), since, deadline)
+                {
+                    continue;
+                }
+                let promoted = history.promoted(shard, backup.cluster, start, deadline);
+                if !overlaps(node_down(backup), since, deadline) {
+                    if !promoted {
+                        found.push(format!("primary node {node} failed at {start} with {backup} available, and {backup} was not made {shard}'s primary by {deadline}"));
+                    }
+                } else if Self::failed_at(node_down(backup), start).is_some()
+                    && !promoted
+                    && !(history.second_alarms.iter())
+                        .any(|&(t, c, s)| c == backup.cluster && s == Some(shard) && t <= deadline)
+                {
+                    found.push(format!("primary node {node} failed at {start} with {backup} down too, and no second alarm naming {shard} was raised by {deadline}"));
+                }
+            }
+        }
+        found
+    }
+
     fn measures(&self) -> Measures {
         let truth = self.truth_failed();
+        let nodes = self.truth_nodes_down();
         let none = Vec::new();
+        // A cluster's failure, or one shard's primary node's.
+        let down = |cluster: Cluster, shard: Option<Shard>| match shard {
+            None => truth.get(&cluster).unwrap_or(&none),
+            Some(s) => nodes.get(&s.node(cluster)).unwrap_or(&none),
+        };
         let mut m = Measures {
             availability: availability(&self.out.events),
             ..Measures::default()
@@ -730,11 +883,11 @@ impl Checker<'_> {
                     m.takeover_ms
                         .push(t.saturating_since(since).as_millis() as u64);
                 }
-                Event::Controller(Note::FailoverStarted { cluster }) => {
+                Event::Controller(Note::FailoverStarted { cluster, shard }) => {
                     // The controller acts on heartbeats up to a timeout and its debounce
                     // rounds old: a failure that healed within that span still explains it.
                     let lookback = self.detection_window();
-                    let intervals = truth.get(cluster).unwrap_or(&none);
+                    let intervals = down(*cluster, *shard);
                     let recent = (intervals.iter())
                         .filter(|(s, e)| *s <= t && e.is_none_or(|e| e + lookback >= t))
                         .map(|(s, _)| *s)
@@ -750,17 +903,17 @@ impl Checker<'_> {
                     epoch,
                     resumed: false,
                     cluster,
+                    shard,
                 }) if *epoch > Epoch(1) && durable.contains(epoch) && promoted.insert(*epoch) => {
                     // Once per epoch: a leader deposed before its promotion was durable, and
                     // its successor, may both note the same epoch's promotion.
                     m.failovers += 1;
-                    let since = Self::failed_at(truth.get(&cluster.other()).unwrap_or(&none), t)
-                        .unwrap_or(t);
-                    if let Some(rto) = self.rto(since, *epoch) {
+                    let since = Self::failed_at(down(cluster.other(), *shard), t).unwrap_or(t);
+                    if let Some(rto) = self.rto(since, *epoch, *shard) {
                         m.rto_ms.push(rto);
                     }
                 }
-                Event::Controller(Note::DoubleFailure) => m.double_failure = true,
+                Event::Controller(Note::DoubleFailure { .. }) => m.double_failure = true,
                 Event::EtcdUnreachable { .. } => m.etcd_alarm = true,
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
                     m.second_alarm = true
@@ -778,17 +931,22 @@ impl Checker<'_> {
         m
     }
 
-    /// From `since` to the moment the last user acknowledged `epoch` or newer.
-    fn rto(&self, since: Time, epoch: Epoch) -> Option<u64> {
+    /// From `since` to the moment the last user acknowledged `epoch` or newer: every user,
+    /// or, for one shard's failover, that shard's users.
+    fn rto(&self, since: Time, epoch: Epoch, shard: Option<Shard>) -> Option<u64> {
+        let n = self.scenario.topology.nodes_per_cluster.max(1) as u32;
+        // Users are spread over the shards as the world assigns them (`world.rs`).
+        let moved = |u: UserId| shard.is_none_or(|s| u.0 % n == s.0 as u32);
         let mut acked: BTreeMap<UserId, Time> = BTreeMap::new();
         for (t, event) in self.events() {
             if let Event::CenterAck { user, epoch: e, .. } = event {
-                if *e >= epoch {
+                if *e >= epoch && moved(*user) {
                     acked.entry(*user).or_insert(t);
                 }
             }
         }
-        if acked.len() < self.scenario.topology.users as usize {
+        let users = (0..self.scenario.topology.users).filter(|&u| moved(UserId(u)));
+        if acked.len() < users.count() {
             return None;
         }
         acked
@@ -889,12 +1047,35 @@ impl Checker<'_> {
                 m.quarantined
             ));
         }
-        if m.false_failovers > 0 {
+        if m.false_failovers > e.false_failovers_max.unwrap_or(0) {
             problems.push(format!("{} false failovers", m.false_failovers));
+        }
+        if let Some(want) = e.moved_shards.as_ref() {
+            let moved = self.moved_shards();
+            if *want != moved {
+                problems.push(format!(
+                    "expected the primaries of shards {want:?} to move, saw {moved:?}"
+                ));
+            }
         }
         for message in problems {
             self.fail("expectation", message);
         }
+    }
+}
+
+impl Checker<'_> {
+    /// The shards whose primary left cluster `a` (where every run starts) at some point, by
+    /// the epochs made durable.
+    fn moved_shards(&self) -> Vec<u16> {
+        let mut moved = BTreeSet::new();
+        for (_, event) in self.events() {
+            if let Event::EpochPersisted { shards, .. } = event {
+                let away = shards.iter().filter(|(_, (c, _))| *c != Cluster::A);
+                moved.extend(away.map(|(s, _)| s.0));
+            }
+        }
+        moved.into_iter().collect()
     }
 }
 
@@ -903,5 +1084,55 @@ fn losses_of(resolution: &Resolution) -> Option<&BTreeMap<Shard, QuarantineSumma
     match resolution {
         Resolution::LossReport(report) | Resolution::Resumed(report) => Some(report),
         Resolution::BackupRecovered | Resolution::CaughtUp | Resolution::NewEpoch => None,
+    }
+}
+
+/// Opens an interval at `t` when `now_failed` and none is open; closes the open one when not.
+fn interval(intervals: &mut Vec<(Time, Option<Time>)>, t: Time, now_failed: bool) {
+    let open = intervals.last().is_some_and(|(_, end)| end.is_none());
+    if now_failed && !open {
+        intervals.push((t, None));
+    } else if !now_failed && open {
+        intervals.last_mut().expect("open").1 = Some(t);
+    }
+}
+
+/// Whether any of `intervals` overlaps `[from, to]`.
+fn overlaps(intervals: &[(Time, Option<Time>)], from: Time, to: Time) -> bool {
+    (intervals.iter()).any(|&(s, e)| s <= to && e.is_none_or(|e| e > from))
+}
+
+/// Every shard's primary cluster and the epoch it was made so in, as an epoch made durable
+/// says.
+type ShardPrimaries = BTreeMap<Shard, (Cluster, Epoch)>;
+
+/// What the controller decided, in time, for the liveness rules.
+#[derive(Default)]
+struct History<'a> {
+    /// Every shard's primary cluster and epoch, from each epoch made durable.
+    primaries: Vec<(Time, &'a ShardPrimaries)>,
+    /// Promotions noted: the cluster, and the shard of a node's failover.
+    promotions: Vec<(Time, Cluster, Option<Shard>)>,
+    /// Second alarms: the backup's cluster, and the shard of one about a node.
+    second_alarms: Vec<(Time, Cluster, Option<Shard>)>,
+}
+
+impl History<'_> {
+    /// The cluster holding `shard`'s primary at `t`, by the durable epochs.
+    fn primary_at(&self, shard: Shard, t: Time) -> Option<Cluster> {
+        let (_, shards) = self.primaries.iter().rev().find(|(s, _)| *s <= t)?;
+        shards.get(&shard).map(|(c, _)| *c)
+    }
+
+    /// Whether `shard` was promoted in `cluster` within `[start, deadline]`: noted, or made
+    /// durable (a promotion decided just before the failure and made durable after its start
+    /// counts: swarm seed 6369, the truth saw the primary fail between the two).
+    fn promoted(&self, shard: Shard, cluster: Cluster, start: Time, deadline: Time) -> bool {
+        let within = |t: Time| t >= start && t <= deadline;
+        let noted = (self.promotions.iter())
+            .any(|&(t, c, s)| within(t) && c == cluster && s.is_none_or(|s| s == shard));
+        let durable = (self.primaries.iter())
+            .any(|(t, m)| within(*t) && m.get(&shard).is_some_and(|(c, _)| *c == cluster));
+        noted || durable
     }
 }

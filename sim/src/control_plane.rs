@@ -199,7 +199,9 @@ impl ReplicaTrace {
             *last = state.epoch;
             self.trace.record(Event::EpochPersisted {
                 epoch: state.epoch,
-                primary: state.primary,
+                shards: (state.shards.iter())
+                    .map(|(s, st)| (*s, (st.primary, st.epoch)))
+                    .collect(),
             });
         }
     }

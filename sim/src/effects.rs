@@ -33,7 +33,7 @@ pub const EFFECTS: [&str; 13] = [
 ];
 
 /// Every controller transition the coverage report counts.
-pub const TRANSITIONS: [&str; 20] = [
+pub const TRANSITIONS: [&str; 24] = [
     "node-declared-down",
     "node-declared-up",
     "cluster-declared-failed",
@@ -42,6 +42,10 @@ pub const TRANSITIONS: [&str; 20] = [
     "double-failure",
     "promoted-failover",
     "promoted-resume",
+    "shard-failover-started",
+    "shard-double-failure",
+    "promoted-shard-failover",
+    "promoted-shard-resume",
     "stop-point",
     "backup-rejoining",
     "publish-acked",
@@ -334,13 +338,16 @@ impl<'a> View<'a> {
         let mut rejoined: BTreeSet<NodeId> = BTreeSet::new();
         for (_, e) in self.events {
             match e {
-                Event::Controller(Note::FailoverStarted { cluster }) => fenced = Some(*cluster),
+                Event::Controller(Note::FailoverStarted {
+                    cluster,
+                    shard: None,
+                }) => fenced = Some(*cluster),
                 Event::Controller(Note::Promoted {
                     cluster,
                     resumed: true,
                     ..
                 }) if fenced == Some(*cluster) => fenced = None,
-                Event::Controller(Note::BackupRejoining { cluster })
+                Event::Controller(Note::BackupRejoining { cluster, .. })
                     if fenced == Some(*cluster) =>
                 {
                     fenced = None
@@ -420,8 +427,20 @@ pub fn transition(event: &Event) -> Option<&'static str> {
                 availability: Availability::Available,
                 ..
             } => "cluster-declared-available",
-            Note::FailoverStarted { .. } => "failover-started",
-            Note::DoubleFailure => "double-failure",
+            Note::FailoverStarted { shard: None, .. } => "failover-started",
+            Note::FailoverStarted { .. } => "shard-failover-started",
+            Note::DoubleFailure { shard: None } => "double-failure",
+            Note::DoubleFailure { .. } => "shard-double-failure",
+            Note::Promoted {
+                resumed: false,
+                shard: Some(_),
+                ..
+            } => "promoted-shard-failover",
+            Note::Promoted {
+                resumed: true,
+                shard: Some(_),
+                ..
+            } => "promoted-shard-resume",
             Note::Promoted { resumed: false, .. } => "promoted-failover",
             Note::Promoted {
                 resumed: true,
@@ -486,7 +505,7 @@ impl Stories {
             Event::Alarm(AlarmEvent::Cleared { id, .. }) => {
                 self.alarmed.remove(id);
             }
-            Event::Controller(Note::BackupRejoining { cluster }) => {
+            Event::Controller(Note::BackupRejoining { cluster, .. }) => {
                 self.rejoining = Some((*cluster, BTreeSet::new()));
             }
             Event::Node {
@@ -502,7 +521,10 @@ impl Stories {
                     }
                 }
             }
-            Event::Controller(Note::FailoverStarted { cluster }) => {
+            Event::Controller(Note::FailoverStarted {
+                cluster,
+                shard: None,
+            }) => {
                 let backup = cluster.other();
                 if self.alarmed.values().any(|&c| c == backup) {
                     found.push("failover-while-loss-report-waits");
@@ -515,7 +537,11 @@ impl Stories {
                 }
                 self.failed_over_from.insert(*cluster);
             }
-            Event::Controller(Note::Promoted { cluster, .. }) => {
+            Event::Controller(Note::Promoted {
+                cluster,
+                shard: None,
+                ..
+            }) => {
                 let failback = self.primary.is_some_and(|p| p != *cluster)
                     && self.failed_over_from.contains(cluster);
                 if failback {

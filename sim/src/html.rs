@@ -24,7 +24,7 @@ use crate::trace::Event;
 use standby::controller::{AlarmEvent, AlarmKind, Availability, Note};
 use standby::node::NodeEvent;
 use standby::time::Time;
-use standby::types::{Cluster, Epoch, NodeId};
+use standby::types::{Cluster, Epoch, NodeId, Shard};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 
@@ -202,7 +202,8 @@ struct Lag {
     position: [Vec<u64>; 2],
     per_shard: Vec<u64>,
     total: u64,
-    primary: Cluster,
+    /// Each shard's primary cluster.
+    primary: Vec<Cluster>,
 }
 
 impl Lag {
@@ -211,7 +212,7 @@ impl Lag {
             position: [vec![0; shards], vec![0; shards]],
             per_shard: vec![0; shards],
             total: 0,
-            primary: Cluster::A,
+            primary: vec![Cluster::A; shards],
         }
     }
 
@@ -224,23 +225,25 @@ impl Lag {
         }
         if self.per_shard.len() <= shard {
             self.per_shard.resize(shard + 1, 0);
+            self.primary.resize(shard + 1, Cluster::A);
         }
         self.position[idx(node.cluster)][shard] = lsn;
         self.update(shard);
     }
 
     fn update(&mut self, shard: usize) {
-        let p = idx(self.primary);
+        let p = idx(self.primary[shard]);
         let lag = self.position[p][shard].saturating_sub(self.position[1 - p][shard]);
         self.total = self.total - self.per_shard[shard] + lag;
         self.per_shard[shard] = lag;
     }
 
-    fn set_primary(&mut self, primary: Cluster) {
-        if primary != self.primary {
-            self.primary = primary;
-            for shard in 0..self.per_shard.len() {
-                self.update(shard);
+    fn set_primaries(&mut self, shards: &BTreeMap<Shard, (Cluster, Epoch)>) {
+        for (shard, (primary, _)) in shards {
+            let i = shard.0 as usize;
+            if self.primary.get(i).is_some_and(|p| p != primary) {
+                self.primary[i] = *primary;
+                self.update(i);
             }
         }
     }
@@ -319,6 +322,10 @@ impl Model {
         let mut lag = Lag::new(shards);
         let mut lag_buckets = BucketMax::new(buckets);
         let mut user_epoch = vec![Epoch(0); users];
+        // Each shard's epoch: a user is on the newest configuration once it applied its own
+        // shard's (users of a shard that did not move keep theirs).
+        let mut shard_epoch = vec![Epoch(0); shards.max(1)];
+        let target = |shard_epoch: &[Epoch], user: usize| shard_epoch[user % shard_epoch.len()];
         let mut newest = Epoch(0);
         let mut on_newest = 0usize;
         // The newest epoch is the newest the controller persisted; a user is on it once it
@@ -341,6 +348,7 @@ impl Model {
                     cluster,
                     available,
                     total,
+                    ..
                 } => {
                     let ratio = if *total == 0 {
                         0.0
@@ -370,7 +378,7 @@ impl Model {
                             None
                         }
                         Note::FailoverStarted { .. } => Some(Phase::Failover),
-                        Note::DoubleFailure => Some(Phase::DoubleFailure),
+                        Note::DoubleFailure { .. } => Some(Phase::DoubleFailure),
                         Note::Promoted { epoch, resumed, .. } => {
                             if !resumed && *epoch > Epoch(1) {
                                 failovers += 1;
@@ -416,13 +424,26 @@ impl Model {
                         faults[i].end = Some(t);
                     }
                 }
-                Event::EpochPersisted { epoch, primary } => {
-                    epochs.push((t, *epoch, *primary));
-                    lag.set_primary(*primary);
+                Event::EpochPersisted {
+                    epoch,
+                    shards: states,
+                } => {
+                    epochs.push((t, *epoch, most_primaries(states)));
+                    lag.set_primaries(states);
                     lag_buckets.set(bucket(t), lag.total);
                     if *epoch > newest {
                         newest = *epoch;
-                        on_newest = user_epoch.iter().filter(|&&e| e >= newest).count();
+                        for (shard, (_, e)) in states {
+                            if let Some(slot) = shard_epoch.get_mut(shard.0 as usize) {
+                                *slot = *e;
+                            }
+                        }
+                        let current = |(u, e): (usize, &Epoch)| *e >= target(&shard_epoch, u);
+                        on_newest = user_epoch
+                            .iter()
+                            .enumerate()
+                            .filter(|x| current(*x))
+                            .count();
                         share.push((t, percent(on_newest)));
                     }
                 }
@@ -472,10 +493,11 @@ impl Model {
                     lag_buckets.set(bucket(t), lag.total);
                 }
                 Event::UserConfig { user, epoch, .. } => {
+                    let goal = target(&shard_epoch, user.0 as usize);
                     if let Some(slot) = user_epoch.get_mut(user.0 as usize) {
-                        let was = *slot >= newest && newest > Epoch(0);
+                        let was = *slot >= goal && newest > Epoch(0);
                         *slot = *epoch;
-                        let is = *slot >= newest && newest > Epoch(0);
+                        let is = *slot >= goal && newest > Epoch(0);
                         if was != is {
                             on_newest = if is { on_newest + 1 } else { on_newest - 1 };
                             share.push((t, percent(on_newest)));
@@ -1292,5 +1314,14 @@ fn violation_list(page: &mut String, verdict: &Verdict) {
             "<p>… and {} more (see <code>cargo sim replay</code>).</p>",
             verdict.violations.len() - MAX_LISTED
         );
+    }
+}
+
+/// The cluster holding the most shards' primaries (`a` on a tie).
+fn most_primaries(shards: &BTreeMap<Shard, (Cluster, Epoch)>) -> Cluster {
+    let on_b = shards.values().filter(|(c, _)| *c == Cluster::B).count();
+    match on_b * 2 > shards.len() {
+        true => Cluster::B,
+        false => Cluster::A,
     }
 }

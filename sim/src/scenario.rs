@@ -372,6 +372,12 @@ pub struct Expect {
     pub lost_writes_max: Option<u64>,
     /// At least this many writes must have been quarantined over the run.
     pub quarantined_min: Option<u64>,
+    /// The shards whose primary must move to the other cluster at some point of the run, and
+    /// no other (e.g. `[2]`: shard 2 failed over alone, the others were untouched).
+    pub moved_shards: Option<Vec<u16>>,
+    /// False failovers allowed (a failover of a primary the ground truth calls available);
+    /// none unless a scenario makes them likely on purpose (heavy loss).
+    pub false_failovers_max: Option<u32>,
     /// Effects the run must show (see `standby_sim::effects::EFFECTS`), e.g.
     /// `["fenced-write-rejected"]`. Every declared fault must have some effect regardless.
     pub effects: Vec<String>,
@@ -394,6 +400,8 @@ impl Default for Expect {
             failover_within_ms: 10_000,
             lost_writes_max: None,
             quarantined_min: None,
+            moved_shards: None,
+            false_failovers_max: None,
             effects: Vec::new(),
         }
     }

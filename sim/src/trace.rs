@@ -33,6 +33,9 @@ pub enum Event {
         available: usize,
         /// Nodes in all.
         total: usize,
+        /// The indices of its nodes down or unreachable.
+        #[serde(default)]
+        down: Vec<u16>,
     },
     /// A node changed.
     Node {
@@ -78,8 +81,8 @@ pub enum Event {
     EpochPersisted {
         /// The epoch.
         epoch: Epoch,
-        /// Its writable cluster.
-        primary: Cluster,
+        /// Every shard's writable cluster, and the epoch it was made so in.
+        shards: BTreeMap<Shard, (Cluster, Epoch)>,
     },
     /// The controller sent a publication.
     PublishSent {
@@ -473,6 +476,7 @@ pub fn describe(event: &Event) -> String {
             cluster,
             available,
             total,
+            ..
         } => {
             format!("truth     cluster {cluster}: {available}/{total} nodes up and reachable")
         }
@@ -541,10 +545,18 @@ pub fn describe(event: &Event) -> String {
                 AlarmKind::PrimaryFailed => "FIRST ALARM: primary",
                 AlarmKind::BackupFailed | AlarmKind::Lag => "SECOND ALARM: backup",
             };
-            let mut line = format!(
-                "ALARM #{} {which} {} failed ({up}/{total} answering) in {}",
-                alarm.id, alarm.cluster, alarm.epoch
-            );
+            let mut line = match alarm.shard {
+                None => format!(
+                    "ALARM #{} {which} {} failed ({up}/{total} answering) in {}",
+                    alarm.id, alarm.cluster, alarm.epoch
+                ),
+                Some(shard) => format!(
+                    "ALARM #{} {which} node {} failed: {shard}'s users {} cannot write",
+                    alarm.id,
+                    shard.node(alarm.cluster),
+                    users_text(&alarm.users)
+                ),
+            };
             for (shard, point) in &alarm.recovery_point {
                 let backup = point
                     .backup_applied
@@ -583,8 +595,11 @@ pub fn describe(event: &Event) -> String {
                 head + &loss_lines(report)
             }
         },
-        Event::EpochPersisted { epoch, primary } => {
-            format!("ctl       persisted {epoch} (primary {primary})")
+        Event::EpochPersisted { epoch, shards } => {
+            format!(
+                "ctl       persisted {epoch} (primary {})",
+                primaries_text(shards)
+            )
         }
         Event::PublishSent { epoch, users } => {
             format!("ctl       publishing the configs of {epoch} for {users} users")
@@ -679,14 +694,30 @@ fn describe_note(note: &Note) -> String {
         } => {
             format!("cluster {cluster} declared {availability:?} ({up}/{total} answering)")
         }
-        Note::FailoverStarted { cluster } => {
+        Note::FailoverStarted {
+            cluster,
+            shard: None,
+        } => {
             format!("PRIMARY {cluster} FAILED: stop granting leases, fence it, stop replication")
         }
-        Note::DoubleFailure => "DOUBLE FAILURE: both clusters down, promoting nothing".into(),
+        Note::FailoverStarted {
+            cluster,
+            shard: Some(shard),
+        } => format!(
+            "PRIMARY NODE {} FAILED ({cluster} available): {shard} alone fails over; stop granting it leases, fence it, stop replication",
+            shard.node(*cluster)
+        ),
+        Note::DoubleFailure { shard: None } => {
+            "DOUBLE FAILURE: both clusters down, promoting nothing".into()
+        }
+        Note::DoubleFailure { shard: Some(shard) } => {
+            format!("DOUBLE FAILURE: both nodes of {shard} down, promoting nothing")
+        }
         Note::Promoted {
             epoch,
             cluster,
             resumed: true,
+            ..
         } if *epoch == Epoch(1) => {
             format!("{epoch} decided: {cluster} is primary")
         }
@@ -694,15 +725,37 @@ fn describe_note(note: &Note) -> String {
             epoch,
             cluster,
             resumed: true,
+            shard: None,
         } => format!("{epoch} decided: {cluster} RESUMES as primary"),
         Note::Promoted {
             epoch,
             cluster,
             resumed: false,
+            shard: None,
         } => format!("{epoch} decided: FAILOVER, {cluster} is promoted"),
+        Note::Promoted {
+            epoch,
+            cluster,
+            resumed: true,
+            shard: Some(shard),
+        } => format!("{epoch} decided: {} RESUMES as {shard}'s primary", shard.node(*cluster)),
+        Note::Promoted {
+            epoch,
+            cluster,
+            resumed: false,
+            shard: Some(shard),
+        } => format!(
+            "{epoch} decided: SHARD FAILOVER, {} is {shard}'s primary",
+            shard.node(*cluster)
+        ),
         Note::StopPoint { shard, lsn } => format!("{shard} stop point: lsn {}", lsn.0),
-        Note::BackupRejoining { cluster } => {
-            format!("cluster {cluster} recovered: rejoins as backup")
+        Note::BackupRejoining { cluster, shards } if shards.len() <= 3 => {
+            let nodes: Vec<String> = shards.iter().map(|s| s.node(*cluster).to_string()).collect();
+            format!("cluster {cluster} available: {} rejoin as backups", nodes.join(", "))
+        }
+        Note::BackupRejoining { cluster, shards } => {
+            let n = shards.len();
+            format!("cluster {cluster} available: {n} of its nodes rejoin as backups")
         }
         Note::PublishAcked { epoch } => format!("config center confirmed the configs of {epoch}"),
         Note::NodeDeclared {
@@ -725,4 +778,26 @@ fn loss_lines(report: &BTreeMap<Shard, QuarantineSummary>) -> String {
         let _ = write!(lines, "\n{:>12}{shard}: {} writes{lsns}{span}", "", q.count);
     }
     lines
+}
+
+/// `a` when every shard's primary is in `a`; otherwise each cluster with its shards.
+fn primaries_text(shards: &BTreeMap<Shard, (Cluster, Epoch)>) -> String {
+    let mut by_cluster: BTreeMap<Cluster, Vec<u16>> = BTreeMap::new();
+    for (shard, (cluster, _)) in shards {
+        by_cluster.entry(*cluster).or_default().push(shard.0);
+    }
+    if by_cluster.len() == 1 {
+        return by_cluster.keys().next().expect("one").to_string();
+    }
+    let parts = by_cluster.iter().map(|(c, shards)| {
+        let shards: Vec<String> = shards.iter().map(|s| s.to_string()).collect();
+        format!("{c} for shards {}", shards.join(","))
+    });
+    parts.collect::<Vec<_>>().join("; ")
+}
+
+/// `1, 4, 9`: users by number.
+fn users_text(users: &[UserId]) -> String {
+    let numbers: Vec<String> = users.iter().map(|u| u.0.to_string()).collect();
+    numbers.join(", ")
 }

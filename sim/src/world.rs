@@ -229,7 +229,7 @@ struct World {
     /// Directed links currently cut, counted so that overlapping faults heal correctly.
     cut: BTreeMap<(SimId, SimId), u32>,
     down: BTreeSet<NodeId>,
-    truth: BTreeMap<Cluster, usize>,
+    truth: BTreeMap<Cluster, Vec<u16>>,
 }
 
 impl World {
@@ -309,7 +309,7 @@ impl World {
                 spawn_user(&handle, &scenario, &topology, user, &trace, &stop_users)
             })
             .collect();
-        let truth = Cluster::BOTH.into_iter().map(|c| (c, n as usize)).collect();
+        let truth = Cluster::BOTH.into_iter().map(|c| (c, Vec::new())).collect();
         World {
             scenario,
             trace,
@@ -668,21 +668,24 @@ impl World {
         };
         for cluster in Cluster::BOTH {
             let total = self.scenario.topology.nodes_per_cluster as usize;
-            let available = (0..total as u16)
+            let down: Vec<u16> = (0..total as u16)
                 .map(|i| NodeId::new(cluster, i))
-                .filter(|n| !self.down.contains(n))
                 .filter(|n| {
                     let id = self.nodes[n].id();
-                    replicas.iter().any(|&r| {
-                        !self.cut.contains_key(&(id, r)) && !self.cut.contains_key(&(r, id))
-                    })
+                    self.down.contains(n)
+                        || !replicas.iter().any(|&r| {
+                            !self.cut.contains_key(&(id, r)) && !self.cut.contains_key(&(r, id))
+                        })
                 })
-                .count();
-            if self.truth.insert(cluster, available) != Some(available) {
+                .map(|n| n.index)
+                .collect();
+            if self.truth.get(&cluster) != Some(&down) {
+                self.truth.insert(cluster, down.clone());
                 self.trace.record(Event::Truth {
                     cluster,
-                    available,
+                    available: total - down.len(),
                     total,
+                    down,
                 });
             }
         }

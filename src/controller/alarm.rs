@@ -4,16 +4,18 @@
 use super::lag::Lag;
 use crate::protocol::QuarantineSummary;
 use crate::time::Time;
-use crate::types::{Cluster, Epoch, Lsn, Shard};
+use crate::types::{Cluster, Epoch, Lsn, Shard, UserId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Which alarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AlarmKind {
-    /// The first alarm: the primary cluster failed.
+    /// The first alarm: the primary cluster failed (or, for an alarm about one shard, its
+    /// primary node).
     PrimaryFailed,
-    /// The second alarm: the backup cluster failed (no disaster recovery is possible).
+    /// The second alarm: the backup cluster failed (or, for an alarm about one shard, its
+    /// backup node, when its primary node failed too): no disaster recovery is possible.
     BackupFailed,
     /// One shard's backup is further behind its primary than the bound (issue 15, item 2):
     /// a failover now would lose that much. It says nothing of the cluster's health.
@@ -27,20 +29,27 @@ pub struct Alarm {
     pub id: u64,
     /// Which alarm.
     pub kind: AlarmKind,
-    /// The cluster that failed.
+    /// The cluster that failed (or the failed node's cluster).
     pub cluster: Cluster,
+    /// For an alarm about one shard's node rather than a whole cluster: the shard.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+    /// For an alarm about one shard's node: the users of that shard, who cannot write.
+    #[serde(default)]
+    pub users: Vec<UserId>,
     /// When it was raised (controller clock).
     pub raised_at: Time,
     /// The epoch in force when the failure was declared.
     pub epoch: Epoch,
     /// Nodes answering when the failure was declared, and the cluster's size.
     pub available_nodes: (usize, usize),
-    /// First alarm only: per shard, what is known of the recovery point.
+    /// First alarm only: per shard it covers (every shard that failed over with it), what is
+    /// known of the recovery point.
     pub recovery_point: BTreeMap<Shard, RecoveryPoint>,
-    /// First alarm only: the epoch in which the failed cluster was made primary again (it
-    /// resumed, or the other cluster failed back to it) before every shard rejoined.
+    /// First alarm only: per shard whose node in the failed cluster was made primary again
+    /// (it resumed, or the other side failed back to it) before it rejoined, the epoch.
     #[serde(default)]
-    pub resumed_in: Option<Epoch>,
+    pub resumed_in: BTreeMap<Shard, Epoch>,
     /// First alarm only: per shard whose evidence is in, what its node of the failed cluster
     /// moved to quarantine since the failure. The alarm closes when every shard's is in.
     #[serde(default)]
@@ -53,9 +62,18 @@ pub struct Alarm {
 impl Alarm {
     /// Whether this alarm says `cluster` is down: a first or second alarm about `cluster`,
     /// which has not been made primary again since (an alarm that waits for a resumed
-    /// cluster's losses says nothing of its health, nor does a lag alarm).
+    /// cluster's losses says nothing of its health, nor does a lag alarm or one about a
+    /// single node).
     pub fn says_down(&self, cluster: Cluster) -> bool {
-        self.cluster == cluster && self.resumed_in.is_none() && self.kind != AlarmKind::Lag
+        self.cluster == cluster
+            && self.resumed_in.is_empty()
+            && self.kind != AlarmKind::Lag
+            && self.shard.is_none()
+    }
+
+    /// Whether every shard the alarm covers has its loss in: a first alarm closes then.
+    pub fn accounted(&self) -> bool {
+        self.kind == AlarmKind::PrimaryFailed && self.losses.len() == self.recovery_point.len()
     }
 }
 

@@ -36,6 +36,9 @@ pub struct NodeView {
     pub round_trip: Option<Duration>,
     /// The lease last granted to it, sized to the round trip ([`Params::lease_for_age`]).
     pub lease_granted: Option<Duration>,
+    /// Its own debounced availability, by the cluster's rule applied to a cluster of one:
+    /// what a shard failover (issue 15, item 1) is decided on.
+    pub health: ClusterHealth,
 }
 
 impl NodeView {
@@ -149,6 +152,13 @@ pub struct ClusterHealth {
     pub last: (usize, usize),
 }
 
+impl Default for ClusterHealth {
+    /// A single node presumed available.
+    fn default() -> ClusterHealth {
+        ClusterHealth::new(1)
+    }
+}
+
 impl ClusterHealth {
     /// A cluster presumed available.
     pub fn new(total: usize) -> ClusterHealth {
@@ -177,11 +187,24 @@ impl ClusterHealth {
         total: usize,
         params: &Params,
     ) -> Option<Availability> {
+        let rounds = (params.failure_rounds, params.recovery_rounds);
+        self.evaluate_rounds(available, total, params.ratio_threshold, rounds)
+    }
+
+    /// [`ClusterHealth::evaluate`] with the threshold and the (failure, recovery) rounds
+    /// given apart: a single node's health is debounced by rounds of its own.
+    pub fn evaluate_rounds(
+        &mut self,
+        available: usize,
+        total: usize,
+        threshold: f64,
+        (failure_rounds, recovery_rounds): (u32, u32),
+    ) -> Option<Availability> {
         self.last = (available, total);
-        let now_ok = cluster_available(available, total, params.ratio_threshold);
+        let now_ok = cluster_available(available, total, threshold);
         let (disagrees, needed) = match self.declared {
-            Availability::Available => (!now_ok, params.failure_rounds),
-            Availability::Failed => (now_ok, params.recovery_rounds),
+            Availability::Available => (!now_ok, failure_rounds),
+            Availability::Failed => (now_ok, recovery_rounds),
         };
         if !disagrees {
             self.streak = 0;

@@ -12,17 +12,20 @@
 //! The controller owns no clock, socket or randomness: `now` is always an argument.
 
 mod alarm;
+mod failover;
 mod health;
 mod lag;
+mod recovery;
+mod state;
 
 pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
+pub use failover::Failover;
 pub use health::{Availability, ClusterHealth, NodeTable, NodeView};
 pub use lag::{Lag, LagTracker};
+pub use state::{Durable, Scope, ShardState};
 
 use crate::params::Params;
-use crate::protocol::{
-    Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, QuarantineSummary, Role, Route,
-};
+use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route};
 use crate::time::Time;
 use crate::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
 use serde::{Deserialize, Serialize};
@@ -61,63 +64,17 @@ impl Topology {
     }
 }
 
-/// The controller's state that must survive a restart.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Durable {
-    /// The current epoch. Never decreases.
-    pub epoch: Epoch,
-    /// The writable cluster of `epoch`.
-    pub primary: Cluster,
-    /// Whether the backup cluster has joined `epoch` (false after a failover, until the old
-    /// primary recovers and rejoins).
-    pub backup_joined: bool,
-    /// Per shard, the primary's log position when it was promoted in `epoch`: the point up to
-    /// which the backup's log is shared, and after which it is divergent.
-    pub stop_points: BTreeMap<Shard, Lsn>,
-    /// Per shard, the most a stop point may be while the other cluster has not rejoined since
-    /// an earlier epoch: its log is shared with the primary's only up to the earliest stop
-    /// point since it last followed, however far the primary has since written.
-    #[serde(default)]
-    pub stop_caps: BTreeMap<Shard, Lsn>,
-    /// The shards whose backup node has reported itself a backup of `epoch`: their logs are
-    /// prefixes of the primary's. Only these may drop their stop caps at the next promotion.
-    #[serde(default)]
-    pub rejoined: BTreeSet<Shard>,
-    /// Alarms not yet closed.
-    pub open_alarms: BTreeMap<u64, Alarm>,
-    /// The next alarm id.
-    pub next_alarm_id: u64,
-    /// Whether the primary of `epoch` has been declared failed and no new epoch has begun
-    /// yet (failover or double failure under way): a restart resumes the failover.
-    pub failing_over: bool,
-    /// The longest lease (ms) that may have been granted in `epoch`: set to
-    /// `lease_duration_ms` at each promotion, and raised (made durable first) before a longer
-    /// lease, sized to a long round trip, is granted. A restarted controller waits out this
-    /// much, not more: at short round trips the restart costs no more than it used to.
-    #[serde(default)]
-    pub lease_bound_ms: u64,
-    /// How many times the controller has started. Heartbeat rounds are numbered from
-    /// `incarnation << 32`, so a round number is never reused across restarts (a lease is
-    /// anchored at a round: a reused number would let a delayed heartbeat blur the anchor).
-    pub incarnation: u64,
-}
-
-/// Where the controller is in the failover story.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where the controller is in the failover story, summed up over every shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
-    /// The primary serves; the backup replicates from it (or is away).
+    /// Every shard's primary serves; its backup replicates from it (or is away).
     Normal,
-    /// The primary has failed: it is being fenced, replication is stopped, and the controller
-    /// waits for the stop answers, the old leases to expire, and the backup check.
-    Failover {
-        /// When the primary was declared failed.
-        detected_at: Time,
-        /// After this, the first alarm is raised even if some backup nodes did not answer.
-        stop_deadline: Time,
-        /// Whether the first alarm is out.
-        alarm_raised: bool,
-    },
-    /// Both clusters have failed: nothing is promoted until one of them is available again.
+    /// Some shards' primaries have failed: they are being fenced, replication is stopped, and
+    /// the controller waits for the stop answers, the old leases to expire, and the backup
+    /// check.
+    Failover,
+    /// Some shards' primaries and backups have both failed: nothing is promoted for them until
+    /// either side is available again.
     DoubleFailure,
 }
 
@@ -133,14 +90,21 @@ pub enum Note {
         /// Available nodes and total at the deciding evaluation.
         nodes: (usize, usize),
     },
-    /// The primary was declared failed: failover begins.
+    /// A primary cluster was declared failed, or one shard's primary node: failover begins.
     FailoverStarted {
-        /// The failed primary.
+        /// The failed primary's cluster.
         cluster: Cluster,
+        /// For a node's failure, its shard; `None`: the whole cluster failed.
+        #[serde(default)]
+        shard: Option<Shard>,
     },
-    /// Both clusters have failed.
-    DoubleFailure,
-    /// A cluster was made writable in a new epoch.
+    /// The backup side has failed too (both clusters, or for one shard, both its nodes).
+    DoubleFailure {
+        /// For a node's failure, its shard; `None`: both clusters.
+        #[serde(default)]
+        shard: Option<Shard>,
+    },
+    /// A cluster was made writable for a set of shards in a new epoch.
     Promoted {
         /// The new epoch.
         epoch: Epoch,
@@ -148,6 +112,10 @@ pub enum Note {
         cluster: Cluster,
         /// Whether this was the old primary resuming (no failover) rather than a failover.
         resumed: bool,
+        /// For a node's failure, its shard; `None`: every shard that failed over with the
+        /// cluster (or, at the start, every shard).
+        #[serde(default)]
+        shard: Option<Shard>,
     },
     /// A shard's stop point in the current epoch became known.
     StopPoint {
@@ -156,10 +124,13 @@ pub enum Note {
         /// Its stop point.
         lsn: Lsn,
     },
-    /// The recovered old primary cluster joins the epoch as backup.
+    /// The recovered old primary cluster joins the epoch as backup (for the shards it lost).
     BackupRejoining {
         /// The cluster.
         cluster: Cluster,
+        /// The shards whose backup node it is let rejoin.
+        #[serde(default)]
+        shards: Vec<Shard>,
     },
     /// The config center stored the configs of `epoch`.
     PublishAcked {
@@ -209,7 +180,8 @@ pub struct Controller {
     params: Params,
     topology: Topology,
     durable: Durable,
-    phase: Phase,
+    /// Failovers under way, oldest first; each shard is in at most one.
+    failovers: Vec<Failover>,
     health: BTreeMap<Cluster, ClusterHealth>,
     nodes: NodeTable,
     /// The primaries' positions, for the backups' lag (not durable: a restart starts afresh).
@@ -228,31 +200,37 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// A controller starting for the first time: epoch 1, cluster `a` primary.
+    /// A controller starting for the first time: epoch 1, cluster `a` primary of every shard.
     pub fn new(params: Params, topology: Topology, now: Time) -> Controller {
-        let durable = Durable {
+        let shard = ShardState {
             epoch: Epoch(0),
             primary: Cluster::A,
             backup_joined: true,
-            stop_points: BTreeMap::new(),
-            stop_caps: BTreeMap::new(),
-            rejoined: BTreeSet::new(),
+            stop_point: None,
+            stop_cap: None,
+            rejoined: false,
+            failing_over: None,
+        };
+        let shards = (0..topology.nodes_per_cluster).map(|i| (Shard(i), shard.clone()));
+        let durable = Durable {
+            epoch: Epoch(0),
+            shards: shards.collect(),
             open_alarms: BTreeMap::new(),
             next_alarm_id: 1,
-            failing_over: false,
             lease_bound_ms: 0,
             incarnation: 0,
         };
         let mut controller = Controller::restore(params, topology, durable, now);
-        controller.promote(Cluster::A, true, now);
+        let all = controller.durable.shards.keys().copied().collect();
+        controller.promote_shards(all, Cluster::A, true, None, now);
         controller
     }
 
     /// A controller restarting from its persisted state. It treats every lease it may have
     /// granted before the restart as live for one more lease wait, presumes failed every
-    /// cluster it had reason to think failed (an open alarm, a backup not yet rejoined, a
-    /// primary declared failed) until it has seen it answer for `recovery_rounds`, and resumes
-    /// a failover under way.
+    /// cluster it had reason to think failed (an open alarm, a cluster holding no primary with
+    /// a backup not yet rejoined, a primary declared failed) until it has seen it answer for
+    /// `recovery_rounds`, and resumes every failover under way.
     pub fn restore(
         params: Params,
         topology: Topology,
@@ -264,9 +242,12 @@ impl Controller {
         durable.incarnation += 1;
         let presumed_failed = |cluster: Cluster| {
             let alarmed = (durable.open_alarms.values()).any(|a| a.says_down(cluster));
-            let unjoined = cluster != durable.primary && !durable.backup_joined;
+            let shards = durable.shards.values();
+            let primary = shards.clone().any(|s| s.primary == cluster);
+            let unjoined = !primary && shards.clone().any(|s| !s.backup_joined);
             // Declared failed before the restart, perhaps before its first alarm was out.
-            let failing = cluster == durable.primary && durable.failing_over;
+            let failing = (shards.clone())
+                .any(|s| s.primary == cluster && s.failing_over == Some(Scope::Cluster));
             alarmed || unjoined || failing
         };
         let health = Cluster::BOTH
@@ -276,21 +257,14 @@ impl Controller {
                 false => (c, ClusterHealth::new(n)),
             })
             .collect();
-        let phase = match durable.failing_over {
-            true => Phase::Failover {
-                detected_at: now,
-                stop_deadline: now + params.heartbeat_timeout(),
-                alarm_raised: false,
-            },
-            false => Phase::Normal,
-        };
+        let failovers = restored_failovers(&durable, now + params.heartbeat_timeout(), now);
         let round = durable.incarnation << 32;
         let mut controller = Controller {
             health,
             params,
             topology,
             durable,
-            phase,
+            failovers,
             nodes,
             lag: LagTracker::default(),
             started_at: now,
@@ -316,11 +290,13 @@ impl Controller {
         self.mutation = mutation;
         // The old restore rule, applied before the restored controller's first step: only an
         // alarm made a restarted controller presume its primary failed.
-        let primary = self.durable.primary;
-        let alarmed = (self.durable.open_alarms.values()).any(|a| a.says_down(primary));
-        if mutation == Mutation::RestartTrustsPrimary && self.durable.failing_over && !alarmed {
-            let n = self.topology.nodes_per_cluster as usize;
-            self.health.insert(primary, ClusterHealth::new(n));
+        for failover in &self.failovers {
+            let primary = failover.from;
+            let alarmed = (self.durable.open_alarms.values()).any(|a| a.says_down(primary));
+            if mutation == Mutation::RestartTrustsPrimary && !alarmed {
+                let n = self.topology.nodes_per_cluster as usize;
+                self.health.insert(primary, ClusterHealth::new(n));
+            }
         }
     }
 
@@ -343,9 +319,19 @@ impl Controller {
         &self.durable
     }
 
-    /// The current phase.
-    pub fn phase(&self) -> &Phase {
-        &self.phase
+    /// The failover story summed up: a double failure if any shard's is, a failover if any
+    /// shard is failing over, normal otherwise.
+    pub fn phase(&self) -> Phase {
+        match () {
+            _ if self.failovers.iter().any(|f| f.double) => Phase::DoubleFailure,
+            _ if !self.failovers.is_empty() => Phase::Failover,
+            _ => Phase::Normal,
+        }
+    }
+
+    /// The failovers under way, oldest first.
+    pub fn failovers(&self) -> &[Failover] {
+        &self.failovers
     }
 
     /// A cluster's debounced health.
@@ -376,16 +362,13 @@ impl Controller {
         self.started_at + self.params.lease_wait_for(lease)
     }
 
-    /// The time after which no lease granted to `cluster` can still be live.
-    pub fn leases_expire_at(&self, cluster: Cluster) -> Time {
+    /// The time after which no lease granted to `node` can still be live.
+    pub fn lease_expires_at(&self, node: NodeId) -> Time {
         let restart_bound = match crate::mutated!(self, TakeoverSkipsLeaseWait) {
             true => self.started_at,
             false => self.restart_bound(),
         };
-        self.topology
-            .nodes(cluster)
-            .map(|n| self.nodes[n].lease_until)
-            .fold(restart_bound, Time::max)
+        self.nodes[node].lease_until.max(restart_bound)
     }
 
     /// Advances the controller to `now`: evaluates availability, moves the failover story on,
@@ -464,6 +447,7 @@ impl Controller {
             // One missed round is enough: no timeout window, no debounce.
             params.heartbeat_timeout_ms = params.heartbeat_interval_ms;
             params.failure_rounds = 1;
+            params.node_failure_rounds = 1;
         }
         let params = &params;
         let total = self.topology.nodes_per_cluster as usize;
@@ -475,6 +459,9 @@ impl Controller {
             let view = self.nodes.get_mut(node).expect("every node has a view");
             let heard = view.last_ok_at.is_some() || !failed;
             let up = heard && view.available(now, params);
+            let rounds = (params.node_failure_rounds, params.recovery_rounds);
+            view.health
+                .evaluate_rounds(up as usize, 1, params.ratio_threshold, rounds);
             available += up as usize;
             if view.down == up {
                 view.down = !up;
@@ -503,43 +490,33 @@ impl Controller {
         }
     }
 
-    /// Moves the failover story on by one evaluation.
+    /// Moves the failover story on by one evaluation: failovers already under way first
+    /// see a newly failed primary only at the next evaluation (the stop commands go out with
+    /// this round), and shards promoted now are watched from the next.
     fn step(&mut self, now: Time) {
-        let primary = self.durable.primary;
-        let backup = primary.other();
-        match self.phase.clone() {
-            Phase::Normal => {
-                if !self.health[&primary].is_available() {
-                    self.start_failover(now);
-                } else {
-                    self.watch_backup(backup, now);
-                    self.watch_lag(now);
-                }
+        let under_way = self.failovers.len();
+        let under_way = under_way - self.start_failovers(now);
+        for cluster in Cluster::BOTH {
+            if !self
+                .normal_shards(|_, p| p.cluster == cluster.other())
+                .is_empty()
+            {
+                self.watch_backup(cluster, now);
             }
-            Phase::Failover {
-                stop_deadline,
-                alarm_raised,
-                ..
-            } => {
-                if !alarm_raised && (self.backup_stopped() || now >= stop_deadline) {
-                    self.raise_first_alarm(now);
-                }
-                if matches!(
-                    self.phase,
-                    Phase::Failover {
-                        alarm_raised: true,
-                        ..
-                    }
-                ) {
-                    self.check_backup(now);
-                }
-            }
-            Phase::DoubleFailure => self.await_either(now),
         }
+        self.watch_lag(now);
+        // A promotion removes its failover from the list: the next one takes its place.
+        let mut index = 0;
+        for _ in 0..under_way {
+            let before = self.failovers.len();
+            self.advance(index, now);
+            index += (self.failovers.len() == before) as usize;
+        }
+        self.watch_backup_nodes(now);
     }
 
-    /// In normal operation: the second alarm when the backup fails, and the old primary's
-    /// rejoin when it has recovered (claim 7).
+    /// In normal operation: the second alarm when a backup cluster fails, and the old
+    /// primary's rejoin for each shard it lost, once it has recovered (claim 7).
     fn watch_backup(&mut self, backup: Cluster, now: Time) {
         if self.health[&backup].is_available() {
             self.clear_alarms(
@@ -548,12 +525,22 @@ impl Controller {
                 Resolution::BackupRecovered,
                 now,
             );
-            if !self.durable.backup_joined && !crate::mutated!(self, NoResync) {
-                self.durable.backup_joined = true;
+            let unjoined = self.normal_shards(|c, p| {
+                p.cluster == backup.other() && !c.durable.shards[&p.shard()].backup_joined
+            });
+            if !unjoined.is_empty() && !crate::mutated!(self, NoResync) {
+                for shard in &unjoined {
+                    self.shard_mut(*shard).backup_joined = true;
+                }
                 self.persist();
-                self.note(Note::BackupRejoining { cluster: backup });
+                self.note(Note::BackupRejoining {
+                    cluster: backup,
+                    shards: unjoined.into_iter().collect(),
+                });
             }
-        } else if !self.has_open_alarm(backup) {
+        } else if !self.has_open_alarm(backup) && !self.failing_over_from(backup) {
+            // (A cluster failing over as some shards' primary gets its first alarm, which
+            // says it is down; a second one about it as others' backup would say it twice.)
             self.raise_alarm(AlarmKind::BackupFailed, backup, now);
         }
     }
@@ -564,8 +551,8 @@ impl Controller {
     fn watch_lag(&mut self, now: Time) {
         let (ms, entries) = (self.params.lag_alarm_ms, self.params.lag_alarm_entries);
         let over = |v: u64, bound: u64, num: u64| bound > 0 && v * 2 > bound * num;
-        for i in 0..self.topology.nodes_per_cluster {
-            let node = NodeId::new(self.durable.primary, i);
+        for shard in self.normal_shards(|_, _| true) {
+            let node = shard.node(self.durable.shards[&shard].primary);
             let Some(lag) = self.shard_lag(node, now) else {
                 continue;
             };
@@ -589,7 +576,7 @@ impl Controller {
     /// in their roles (a backup still rejoining, or silent since, has no lag to speak of: the
     /// second alarm and the loss report cover it).
     fn shard_lag(&mut self, primary: NodeId, now: Time) -> Option<Lag> {
-        let epoch = self.durable.epoch;
+        let epoch = self.durable.shards[&primary.shard()].epoch;
         let position = |node: NodeId, role: Role| {
             let (report, _) = self.nodes[node].report.as_ref()?;
             (report.epoch == epoch && report.role == role).then_some(report.last_lsn)
@@ -597,66 +584,6 @@ impl Controller {
         let at = position(primary, Role::Primary)?;
         let applied = position(primary.peer(), Role::Backup)?;
         Some(self.lag.lag(primary.shard(), at, applied, now))
-    }
-
-    /// Claims 1, 5, 6: the primary has failed. Stop granting it leases (it is fenced by the
-    /// heartbeats' commands from now on), stop replication into the backup, and wait for the
-    /// stop answers before raising the first alarm with the recovery point.
-    fn start_failover(&mut self, now: Time) {
-        self.durable.failing_over = true;
-        self.persist();
-        self.phase = Phase::Failover {
-            detected_at: now,
-            stop_deadline: now + self.params.heartbeat_timeout(),
-            alarm_raised: false,
-        };
-        self.note(Note::FailoverStarted {
-            cluster: self.durable.primary,
-        });
-    }
-
-    /// Whether every backup node confirmed that its replication stopped.
-    fn backup_stopped(&self) -> bool {
-        if crate::mutated!(self, KeepReplicating) {
-            return true;
-        }
-        let epoch = self.durable.epoch;
-        self.topology.nodes(self.durable.primary.other()).all(|n| {
-            self.nodes[n].report.as_ref().is_some_and(|(r, _)| {
-                r.epoch > epoch || (r.epoch == epoch && r.role == Role::Stopped)
-            })
-        })
-    }
-
-    fn raise_first_alarm(&mut self, now: Time) {
-        if let Phase::Failover { alarm_raised, .. } = &mut self.phase {
-            *alarm_raised = true;
-        }
-        let failed = self.durable.primary;
-        // A restart in the middle of this failover finds its alarm open already.
-        let already_open = (self.durable.open_alarms.values())
-            .any(|a| a.kind == AlarmKind::PrimaryFailed && a.says_down(failed));
-        if !already_open {
-            self.raise_alarm(AlarmKind::PrimaryFailed, failed, now);
-        }
-    }
-
-    /// Claim 1: is the backup available? Then promote it, once the old primary's leases have
-    /// surely expired. If it has failed too: the second alarm, and the double-failure state.
-    fn check_backup(&mut self, now: Time) {
-        let backup = self.durable.primary.other();
-        let checked = !crate::mutated!(self, NoBackupCheck);
-        if checked && !self.health[&backup].is_available() {
-            if !self.has_open_alarm_of(backup, AlarmKind::BackupFailed) {
-                self.raise_alarm(AlarmKind::BackupFailed, backup, now);
-            }
-            self.phase = Phase::DoubleFailure;
-            self.note(Note::DoubleFailure);
-        } else if checked && !self.heard_from_enough(backup) {
-            // Available only on the grace of a restart: wait for answers, or its failure.
-        } else if self.leases_expired(self.durable.primary, now) {
-            self.promote(backup, false, now);
-        }
     }
 
     /// Whether enough of `cluster`'s nodes have answered since the controller (re)started for
@@ -675,119 +602,89 @@ impl Controller {
         crate::params::cluster_available(heard, total, self.params.ratio_threshold)
     }
 
-    /// Claim 5's double failure: act as soon as either cluster is available again, preferring
-    /// the old primary, which has every write (no data is lost if it resumes).
-    fn await_either(&mut self, now: Time) {
-        let primary = self.durable.primary;
-        if !self.leases_expired(primary, now) {
-            return;
-        }
-        let trusts_grace = crate::mutated!(self, RestartTrustsPrimary);
-        let back = |c: Cluster| {
-            self.health[&c].is_available() && (trusts_grace || self.heard_from_enough(c))
-        };
-        if back(primary) {
-            self.promote(primary, true, now);
-        } else if back(primary.other()) {
-            self.promote(primary.other(), false, now);
-        }
+    /// Ends the failover at `index`: its shards are made writable in `cluster`.
+    fn promote(&mut self, index: usize, cluster: Cluster, resumed: bool, now: Time) {
+        let failover = self.failovers.remove(index);
+        let shard = failover.shard();
+        self.promote_shards(failover.shards, cluster, resumed, shard, now);
     }
 
-    fn leases_expired(&self, cluster: Cluster, now: Time) -> bool {
-        let skip = !self.fencing() || crate::mutated!(self, SkipLeaseWait);
-        skip || now >= self.leases_expire_at(cluster)
-    }
-
-    /// Starts a new epoch in which `cluster` is writable: persist first, then command the
-    /// nodes, rewrite every user's config and publish it (claims 2, 3).
-    fn promote(&mut self, cluster: Cluster, resumed: bool, now: Time) {
-        let changed_sides = cluster != self.durable.primary;
-        self.carry_stop_points();
+    /// Starts a new epoch in which `cluster` is writable for `shards`: persist first, then
+    /// command the nodes, rewrite the configs and publish them (claims 2, 3).
+    fn promote_shards(
+        &mut self,
+        shards: BTreeSet<Shard>,
+        cluster: Cluster,
+        resumed: bool,
+        shard: Option<Shard>,
+        now: Time,
+    ) {
         let bump = !crate::mutated!(self, NoEpochBump) || self.durable.epoch == Epoch(0);
         if bump {
             self.durable.epoch = self.durable.epoch.next();
         }
-        self.mark_resumed(cluster);
-        self.durable.primary = cluster;
-        if changed_sides {
-            // The old primary's log may hold writes the new primary never got: it rejoins
-            // (with its divergent suffix quarantined) only when it has recovered.
-            self.durable.backup_joined = false;
+        let epoch = self.durable.epoch;
+        self.mark_resumed(cluster, &shards);
+        for &s in &shards {
+            self.carry_stop_point(s);
+            let state = self.shard_mut(s);
+            if state.primary != cluster {
+                // The old primary's log may hold writes the new primary never got: it rejoins
+                // (with its divergent suffix quarantined) only when it has recovered.
+                state.backup_joined = false;
+            }
+            state.primary = cluster;
+            state.epoch = epoch;
+            state.stop_point = None;
+            state.failing_over = None;
         }
-        self.durable.stop_points.clear();
-        self.durable.failing_over = false;
-        // Every lease of the epoch before has been waited out (or none was granted).
-        self.durable.lease_bound_ms = self.params.lease_duration_ms;
+        if shards.len() == self.durable.shards.len() {
+            // Every lease of the epochs before has been waited out (or none was granted).
+            self.durable.lease_bound_ms = self.params.lease_duration_ms;
+        }
         self.persist();
-        self.phase = Phase::Normal;
         self.note(Note::Promoted {
-            epoch: self.durable.epoch,
+            epoch,
             cluster,
             resumed,
+            shard,
         });
         self.close_accounted_alarms(now);
-        self.lag.clear();
-        let lagging = (self.durable.open_alarms.values()).filter(|a| a.kind == AlarmKind::Lag);
+        for s in &shards {
+            self.lag.forget(*s);
+        }
+
+        let lagging = (self.durable.open_alarms.values()).filter(|a| {
+            a.kind == AlarmKind::Lag && a.lag.is_some_and(|l| shards.contains(&l.shard))
+        });
         for id in lagging.map(|a| a.id).collect::<Vec<_>>() {
             self.clear_alarm(id, Resolution::NewEpoch, now);
+        }
+        if shard.is_some() && crate::mutated!(self, ShardConfigUnchanged) {
+            self.published = epoch; // Nothing published, and nothing left to retry.
+            return;
         }
         self.publish(now);
     }
 
-    /// Per shard, keeps the current stop point as a cap for the next epoch unless the backup
-    /// node has reported itself a backup of this epoch: until it has, its log and the
-    /// primary's part at the earliest stop point since it last followed, however far either
-    /// has written since. (A cluster the controller let rejoin may not have: a node can crash
-    /// before its Follow arrives.) A shard with no stop point had no write in this epoch: its
-    /// cap, if any, stands.
-    fn carry_stop_points(&mut self) {
-        let all = crate::mutated!(self, ClusterWideRejoin) && self.durable.backup_joined;
-        let durable = &mut self.durable;
-        for (&shard, &lsn) in &durable.stop_points {
-            if all || durable.rejoined.contains(&shard) {
-                durable.stop_caps.remove(&shard);
-            } else {
-                let cap = durable.stop_caps.entry(shard).or_insert(lsn);
-                *cap = (*cap).min(lsn);
-            }
-        }
-        durable.rejoined.clear();
+    /// `shard`'s state, mutably.
+    fn shard_mut(&mut self, shard: Shard) -> &mut ShardState {
+        self.durable
+            .shards
+            .get_mut(&shard)
+            .expect("a shard of the topology")
     }
 
-    /// `cluster` is made primary again in the (new) current epoch: its open first alarms can
-    /// no longer be closed by its rejoin. Each waits instead for every node of the cluster to
-    /// report from this epoch on what it quarantined in between (a node may have rejoined an
-    /// epoch in between and quarantined writes then). With no epoch in between, none can have.
-    fn mark_resumed(&mut self, cluster: Cluster) {
-        let epoch = self.durable.epoch;
-        let forget = crate::mutated!(self, ResumeForgetsRejoins);
-        let shards: Vec<Shard> = self.topology.nodes(cluster).map(|n| n.shard()).collect();
-        for alarm in self.durable.open_alarms.values_mut() {
-            if !alarm.says_down(cluster) || alarm.kind != AlarmKind::PrimaryFailed {
-                continue;
-            }
-            alarm.resumed_in = Some(epoch);
-            if forget {
-                alarm.losses.clear();
-            }
-            if forget || alarm.epoch.next() >= epoch {
-                for &shard in &shards {
-                    let empty = QuarantineSummary::empty(epoch);
-                    alarm.losses.entry(shard).or_insert(empty);
-                }
-            }
-        }
-    }
-
-    /// Claim 2 with [0046]'s mapping: every user of node `x/i` now uses `y/i`.
+    /// Claim 2 with [0046]'s mapping: every user of node `x/i` uses `y/i` once shard `i`
+    /// has failed over to cluster `y`, in the epoch it was promoted in.
     pub fn rewrite_configs(&self) -> Vec<UserConfig> {
-        let epoch = self.durable.epoch;
-        let cluster = self.durable.primary;
         self.topology
             .users
             .iter()
-            .map(|(&user, &shard)| {
-                let route = self.topology.route(epoch, shard.node(cluster));
+            .filter_map(|(&user, &shard)| Some((user, shard, self.durable.shard(shard)?)))
+            .map(|(user, shard, state)| {
+                let epoch = state.epoch;
+                let route = self.topology.route(epoch, shard.node(state.primary));
                 UserConfig {
                     user,
                     epoch,
@@ -851,12 +748,13 @@ impl Controller {
             .push_back(Action::Heartbeat { node, heartbeat });
     }
 
-    /// A lease for `node` if it is a confirmed primary of the current epoch in normal
-    /// operation, anchored at its latest report, as long as the round trip it took needs
-    /// ([`Params::lease_for_round_trip`]).
+    /// A lease for `node` if it is a confirmed primary of its shard's epoch, its shard in
+    /// normal operation, anchored at its latest report, as long as the round trip it took
+    /// needs ([`Params::lease_for_round_trip`]).
     fn grant(&mut self, node: NodeId) -> Option<LeaseGrant> {
-        let epoch = self.durable.epoch;
-        if self.phase != Phase::Normal || node.cluster != self.durable.primary {
+        let state = self.durable.shard(node.shard())?;
+        let epoch = state.epoch;
+        if self.failover_of(node.shard()).is_some() || node.cluster != state.primary {
             return None;
         }
         let view = self.nodes.get(node)?;
@@ -902,19 +800,22 @@ impl Controller {
 
     /// The role `node` should be in now.
     pub fn desired(&self, node: NodeId) -> Option<Command> {
-        let epoch = self.durable.epoch;
-        let primary = self.durable.primary;
+        let state = self.durable.shard(node.shard())?;
+        let (epoch, primary) = (state.epoch, state.primary);
         if epoch == Epoch(0) {
             return None;
         }
         let peer_route = Some(self.topology.route(epoch, node.peer()));
-        match (&self.phase, node.cluster == primary) {
-            (Phase::Normal, true) => Some(Command::Promote {
+        let normal = self.failover_of(node.shard()).is_none();
+        let unfenced = !normal && !self.fenced(node.shard());
+        match (normal, node.cluster == primary) {
+            (false, true) if unfenced => None,
+            (true, true) => Some(Command::Promote {
                 epoch,
                 route: self.topology.route(epoch, node),
             }),
-            (Phase::Normal, false) => match self.durable.stop_points.get(&node.shard()) {
-                Some(&truncate_after) if self.durable.backup_joined => Some(Command::Follow {
+            (true, false) => match state.stop_point {
+                Some(truncate_after) if state.backup_joined => Some(Command::Follow {
                     epoch,
                     primary: self.topology.route(epoch, node.peer()),
                     truncate_after,
@@ -924,10 +825,10 @@ impl Controller {
                     route: peer_route,
                 }),
             },
-            (_, true) if !self.fencing() => None,
-            (_, true) => Some(Command::Fence { epoch, route: None }),
-            (_, false) if crate::mutated!(self, KeepReplicating) => None,
-            (_, false) => Some(Command::Stop { epoch }),
+            (false, true) if !self.fencing() => None,
+            (false, true) => Some(Command::Fence { epoch, route: None }),
+            (false, false) if crate::mutated!(self, KeepReplicating) => None,
+            (false, false) => Some(Command::Stop { epoch }),
         }
     }
 
@@ -944,19 +845,20 @@ impl Controller {
     /// Records what a report tells beyond liveness: losses, stop points and rejoins.
     fn learn_from_report(&mut self, node: NodeId, report: &NodeReport, now: Time) {
         self.account_losses(node, report, now);
-        let epoch = self.durable.epoch;
-        if report.epoch != epoch {
+        let shard = node.shard();
+        let Some(state) = self.durable.shard(shard) else {
+            return;
+        };
+        if report.epoch != state.epoch {
             return;
         }
-        if node.cluster == self.durable.primary && report.role == Role::Primary {
-            let shard = node.shard();
+        let primary = state.primary;
+        if node.cluster == primary && report.role == Role::Primary {
             self.lag.primary_at(shard, report.last_lsn, now);
-            if let std::collections::btree_map::Entry::Vacant(slot) =
-                self.durable.stop_points.entry(shard)
-            {
-                let cap = self.durable.stop_caps.get(&shard).copied();
+            if state.stop_point.is_none() {
+                let cap = state.stop_cap;
                 let lsn = cap.map_or(report.epoch_start_lsn, |c| c.min(report.epoch_start_lsn));
-                slot.insert(lsn);
+                self.shard_mut(shard).stop_point = Some(lsn);
                 self.persist();
                 self.note(Note::StopPoint { shard, lsn });
                 // A new primary may write only under a lease: grant it now rather than at the
@@ -964,70 +866,13 @@ impl Controller {
                 self.send_heartbeat(node, now);
             }
         }
-        let backup = node.cluster != self.durable.primary && report.role == Role::Backup;
-        if backup && self.durable.rejoined.insert(node.shard()) {
+        let backup = node.cluster != primary && report.role == Role::Backup;
+        if backup && !self.durable.shards[&shard].rejoined {
+            self.shard_mut(shard).rejoined = true;
             self.persist();
             // A backup that has just joined lags by everything written while it was away:
             // its lag counts from now, so that only a resync slower than the bound alarms.
             self.lag.forget(node.shard());
-        }
-    }
-
-    /// Adds to each open first alarm of `node`'s cluster what the node quarantined since the
-    /// failure, if this report is evidence of it: the node has since joined an epoch as backup
-    /// (and cannot quarantine more before it is primary again), or reports from the epoch its
-    /// cluster was made primary again in (its list then holds every join in between). Closes
-    /// every alarm whose shards are all in.
-    fn account_losses(&mut self, node: NodeId, report: &NodeReport, now: Time) {
-        let shard = node.shard();
-        let mut added = false;
-        for alarm in self.durable.open_alarms.values_mut() {
-            let waiting = alarm.kind == AlarmKind::PrimaryFailed
-                && alarm.cluster == node.cluster
-                && !alarm.losses.contains_key(&shard);
-            let evidence = match alarm.resumed_in {
-                None => report.role == Role::Backup && report.epoch > alarm.epoch,
-                Some(resumed) => report.epoch >= resumed,
-            };
-            if waiting && evidence {
-                let (after, before) = (alarm.epoch, alarm.resumed_in);
-                let loss =
-                    QuarantineSummary::merged(&report.quarantines, after, before, report.epoch);
-                alarm.losses.insert(shard, loss);
-                added = true;
-            }
-        }
-        if added {
-            self.persist();
-            self.close_accounted_alarms(now);
-        }
-    }
-
-    /// Closes every first alarm with every shard's loss in: with the loss report if the failed
-    /// cluster rejoined as backup, as resumed (listing the shards that lost writes) if it was
-    /// made primary again.
-    fn close_accounted_alarms(&mut self, now: Time) {
-        let shards = self.topology.nodes_per_cluster as usize;
-        let done: Vec<u64> = (self.durable.open_alarms.values())
-            .filter(|a| a.kind == AlarmKind::PrimaryFailed && a.losses.len() == shards)
-            .map(|a| a.id)
-            .collect();
-        for id in done {
-            let alarm = self.durable.open_alarms.remove(&id).expect("listed");
-            let resolution = match alarm.resumed_in {
-                None => Resolution::LossReport(alarm.losses),
-                Some(_) => {
-                    let lost = alarm.losses.into_iter().filter(|(_, q)| q.count > 0);
-                    Resolution::Resumed(lost.collect())
-                }
-            };
-            self.persist();
-            self.actions.push_back(Action::Alarm(AlarmEvent::Cleared {
-                id,
-                kind: AlarmKind::PrimaryFailed,
-                at: now,
-                resolution,
-            }));
         }
     }
 
@@ -1043,19 +888,17 @@ impl Controller {
     fn new_alarm(&mut self, kind: AlarmKind, cluster: Cluster, now: Time) -> Alarm {
         let id = self.durable.next_alarm_id;
         self.durable.next_alarm_id += 1;
-        let recovery_point = match kind {
-            AlarmKind::PrimaryFailed => self.recovery_point(cluster),
-            AlarmKind::BackupFailed | AlarmKind::Lag => BTreeMap::new(),
-        };
         Alarm {
             id,
             kind,
             cluster,
+            shard: None,
+            users: Vec::new(),
             raised_at: now,
             epoch: self.durable.epoch,
             available_nodes: self.health[&cluster].last,
-            recovery_point,
-            resumed_in: None,
+            recovery_point: BTreeMap::new(),
+            resumed_in: BTreeMap::new(),
             losses: BTreeMap::new(),
             lag: None,
         }
@@ -1068,38 +911,6 @@ impl Controller {
             .push_back(Action::Alarm(AlarmEvent::Raised(alarm)));
     }
 
-    /// [DESIGN] 8: per shard, the backup's frozen position, the primary's last report, and the
-    /// end of the window in which the primary may have accepted writes nobody has counted.
-    fn recovery_point(&self, failed: Cluster) -> BTreeMap<Shard, RecoveryPoint> {
-        let epoch = self.durable.epoch;
-        self.topology
-            .nodes(failed)
-            .map(|node| {
-                let primary = self.nodes[node].report.as_ref();
-                let primary_reported = primary.map(|(r, at)| (r.last_lsn, *at));
-                let backup = self.nodes[node.peer()].report.as_ref();
-                let frozen = |r: &NodeReport| r.epoch == epoch && r.role == Role::Stopped;
-                let any = crate::mutated!(self, KeepReplicating);
-                let backup_applied = backup
-                    .filter(|(r, _)| any || frozen(r))
-                    .map(|(r, _)| r.last_lsn);
-                let surely_unapplied = match (primary_reported, backup_applied) {
-                    (Some((p, _)), Some(b)) => Some(p.0.saturating_sub(b.0)),
-                    _ => None,
-                };
-                // A lease granted before a restart is unknown to us but bounded by it.
-                let restart_bound = self.restart_bound();
-                let point = RecoveryPoint {
-                    backup_applied,
-                    primary_reported,
-                    surely_unapplied,
-                    window_end: self.nodes[node].lease_until.max(restart_bound),
-                };
-                (node.shard(), point)
-            })
-            .collect()
-    }
-
     fn clear_alarms(
         &mut self,
         cluster: Cluster,
@@ -1108,7 +919,7 @@ impl Controller {
         now: Time,
     ) {
         let ids: Vec<u64> = (self.durable.open_alarms.values())
-            .filter(|a| a.kind == kind && a.cluster == cluster)
+            .filter(|a| a.kind == kind && a.cluster == cluster && a.shard.is_none())
             .map(|a| a.id)
             .collect();
         for id in ids {
@@ -1133,10 +944,6 @@ impl Controller {
         (self.durable.open_alarms.values()).any(|a| a.says_down(cluster))
     }
 
-    fn has_open_alarm_of(&self, cluster: Cluster, kind: AlarmKind) -> bool {
-        (self.durable.open_alarms.values()).any(|a| a.cluster == cluster && a.kind == kind)
-    }
-
     fn persist(&mut self) {
         self.actions
             .push_back(Action::Persist(self.durable.clone()));
@@ -1158,4 +965,34 @@ pub fn command_done(command: &Command, report: &NodeReport) -> bool {
         }
         Command::Fence { .. } => report.epoch >= e && report.role == Role::Fenced,
     }
+}
+
+/// The failovers a restarted controller resumes: one per cluster whose primaries were declared
+/// failed together, one per shard whose primary node alone was.
+fn restored_failovers(durable: &Durable, stop_deadline: Time, now: Time) -> Vec<Failover> {
+    let mut failovers: Vec<Failover> = Vec::new();
+    for (&shard, state) in &durable.shards {
+        let Some(scope) = state.failing_over else {
+            continue;
+        };
+        let joins = |f: &Failover| scope == Scope::Cluster && f.scope == scope;
+        match failovers
+            .iter_mut()
+            .find(|f| joins(f) && f.from == state.primary)
+        {
+            Some(failover) => {
+                failover.shards.insert(shard);
+            }
+            None => failovers.push(Failover {
+                scope,
+                from: state.primary,
+                shards: BTreeSet::from([shard]),
+                detected_at: now,
+                stop_deadline,
+                alarm_raised: false,
+                double: false,
+            }),
+        }
+    }
+    failovers
 }

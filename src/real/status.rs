@@ -4,8 +4,8 @@
 //! The listener reads nothing and the snapshot is taken by the controller's own loop, so a
 //! slow or hostile status client can never hold the controller up.
 
-use crate::controller::{AlarmKind, Availability, Controller, Phase};
-use crate::types::Cluster;
+use crate::controller::{AlarmKind, Availability, Controller, Durable, Phase};
+use crate::types::{Cluster, Shard};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,12 +17,16 @@ use tokio::net::{TcpListener, TcpStream};
 /// The controller's state, for operators.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Status {
-    /// The current epoch.
+    /// The newest epoch (each shard's own is in `shards`).
     pub epoch: u64,
-    /// The writable cluster of the epoch (`a` or `b`).
+    /// The cluster holding every shard's primary (`a` or `b`), or, after a shard failed over
+    /// alone, each cluster with how many shards' primaries it holds (`a: 4 shards, b: 1`).
     pub primary: String,
-    /// `normal`, `failover` or `double failure`.
+    /// `normal`, `failover` or `double failure`: the most serious of any shard's.
     pub phase: String,
+    /// Every shard: its primary node, its epoch, and where its failover story is.
+    #[serde(default)]
+    pub shards: Vec<ShardStatus>,
     /// Both clusters, `a` first.
     pub clusters: Vec<ClusterStatus>,
     /// Alarms not yet closed, oldest first.
@@ -79,6 +83,23 @@ pub struct ReplicaStatus {
     pub status: String,
 }
 
+/// One shard, as the controller's durable state has it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShardStatus {
+    /// The shard.
+    pub shard: u16,
+    /// Its primary node (`a/0`).
+    pub primary: String,
+    /// The epoch that node was promoted in.
+    pub epoch: u64,
+    /// `normal`, `failover` (its primary was declared failed, `failover (node)` when the node
+    /// alone) or `double failure` (its backup side failed too).
+    pub phase: String,
+    /// Whether its backup node is let replicate (false after a failover, until the old
+    /// primary's cluster recovered).
+    pub backup_joined: bool,
+}
+
 /// One cluster, as the controller sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterStatus {
@@ -113,6 +134,12 @@ pub struct AlarmStatus {
     pub kind: String,
     /// The cluster that failed.
     pub cluster: String,
+    /// For an alarm about one shard's node: the shard.
+    #[serde(default)]
+    pub shard: Option<u16>,
+    /// For an alarm about one shard's node: that shard's users.
+    #[serde(default)]
+    pub users: Vec<u32>,
     /// When it was raised, on the controller's clock (time since that controller started).
     pub raised_at: String,
     /// When it was raised (wall clock, ms since the Unix epoch), if this controller process
@@ -122,8 +149,9 @@ pub struct AlarmStatus {
     /// The first alarm's recovery point, per shard (empty for the second alarm).
     #[serde(default)]
     pub recovery_point: Vec<ShardRecovery>,
-    /// First alarm: the epoch its cluster was made primary again in, if it was (the alarm
-    /// then waits for every node of that cluster to report what it quarantined meanwhile).
+    /// First alarm: the newest epoch its cluster was made primary again in for any shard the
+    /// alarm covers, if it was (the alarm then waits for each such node to report what it
+    /// quarantined meanwhile).
     #[serde(default)]
     pub resumed_in: Option<u64>,
     /// First alarm: the shards whose loss is known so far, and how many writes each lost.
@@ -163,10 +191,19 @@ impl Status {
             .map(|cluster| cluster_status(controller, cluster))
             .collect();
         let open_alarms = open_alarms(durable, raised);
+        let failovers = controller.failovers();
+        let phase_of = |shard: Shard| {
+            let failover = failovers.iter().find(|f| f.shards.contains(&shard));
+            failover.map(|f| match f.double {
+                true => Phase::DoubleFailure,
+                false => Phase::Failover,
+            })
+        };
         Status {
             epoch: durable.epoch.0,
-            primary: durable.primary.to_string(),
+            primary: primary_text(durable),
             phase: phase_text(controller.phase()).to_string(),
+            shards: shard_status(durable, phase_of),
             clusters,
             open_alarms,
             updated_unix_ms: unix_ms(SystemTime::now()),
@@ -178,19 +215,38 @@ impl Status {
     pub fn of_durable(durable: &crate::controller::Durable) -> Status {
         // The leader's phase is not durable; what is: a failover under way, and the second
         // alarm it raises when it finds the backup failed too (its double failure).
-        let backup_failed = (durable.open_alarms.values()).any(|alarm| {
-            alarm.kind == crate::controller::AlarmKind::BackupFailed
-                && alarm.cluster == durable.primary.other()
-        });
-        let phase = match (durable.failing_over, backup_failed) {
-            (true, true) => "double failure",
-            (true, false) => "failover",
-            (false, _) => "normal",
+        let phase_of = |shard: Shard| {
+            let state = durable.shard(shard)?;
+            state.failing_over?;
+            let backup_failed = (durable.open_alarms.values()).any(|alarm| {
+                alarm.kind == AlarmKind::BackupFailed
+                    && alarm.cluster == state.primary.other()
+                    && alarm.shard.is_none_or(|s| s == shard)
+            });
+            Some(match backup_failed {
+                true => Phase::DoubleFailure,
+                false => Phase::Failover,
+            })
+        };
+        let shards = shard_status(durable, phase_of);
+        let worst = (shards.iter().map(|s| s.phase.as_str()))
+            .find(|p| *p == "double failure")
+            .or_else(|| {
+                shards
+                    .iter()
+                    .map(|s| s.phase.as_str())
+                    .find(|p| *p != "normal")
+            });
+        let phase = match worst {
+            Some("double failure") => "double failure",
+            Some(_) => "failover",
+            None => "normal",
         };
         Status {
             epoch: durable.epoch.0,
-            primary: durable.primary.to_string(),
+            primary: primary_text(durable),
             phase: phase.to_string(),
+            shards,
             clusters: Vec::new(),
             open_alarms: open_alarms(durable, &BTreeMap::new()),
             updated_unix_ms: unix_ms(SystemTime::now()),
@@ -220,31 +276,76 @@ fn open_alarms(
                     surely_unapplied: point.surely_unapplied,
                 })
                 .collect(),
-            resumed_in: alarm.resumed_in.map(|e| e.0),
+            resumed_in: alarm.resumed_in.values().map(|e| e.0).max(),
+            shard: alarm.shard.map(|s| s.0),
+            users: alarm.users.iter().map(|u| u.0).collect(),
             losses: (alarm.losses.iter()).map(|(s, q)| (s.0, q.count)).collect(),
             lag: (alarm.lag).map(|l| (l.shard.0, l.entries, l.behind_ms)),
         })
         .collect()
 }
 
+/// The cluster holding every shard's primary, or how many each holds.
+fn primary_text(durable: &Durable) -> String {
+    if let Some(cluster) = durable.sole_primary() {
+        return cluster.to_string();
+    }
+    let count = durable.primaries().into_iter();
+    let parts: Vec<String> = count.map(|(c, n)| format!("{c}: {n} shards")).collect();
+    parts.join(", ")
+}
+
+/// Every shard's status; `phase_of` says which are failing over.
+fn shard_status(durable: &Durable, phase_of: impl Fn(Shard) -> Option<Phase>) -> Vec<ShardStatus> {
+    (durable.shards.iter())
+        .map(|(&shard, state)| {
+            let phase = match (phase_of(shard), state.failing_over) {
+                (Some(Phase::Failover), Some(crate::controller::Scope::Node)) => "failover (node)",
+                (Some(phase), _) => phase_text(phase),
+                (None, _) => "normal",
+            };
+            ShardStatus {
+                shard: shard.0,
+                primary: shard.node(state.primary).to_string(),
+                epoch: state.epoch.0,
+                phase: phase.to_string(),
+                backup_joined: state.backup_joined,
+            }
+        })
+        .collect()
+}
+
+/// `primary`, `backup`, `backup (not rejoined)`, or, when the cluster holds the primaries of
+/// some shards only, `primary of N shards, backup of M`.
+fn role_text(durable: &Durable, cluster: Cluster) -> String {
+    let shards = durable.shards.values();
+    let primary = shards.clone().filter(|s| s.primary == cluster).count();
+    let backup = shards.clone().filter(|s| s.primary != cluster);
+    let unjoined = backup.clone().any(|s| !s.backup_joined);
+    let backup = backup.count();
+    match (primary, backup, unjoined) {
+        (_, 0, _) => "primary".to_string(),
+        (0, _, false) => "backup".to_string(),
+        (0, _, true) => "backup (not rejoined)".to_string(),
+        (p, b, false) => format!("primary of {p} shards, backup of {b}"),
+        (p, b, true) => format!("primary of {p} shards, backup of {b} (not all rejoined)"),
+    }
+}
+
 fn cluster_status(controller: &Controller, cluster: Cluster) -> ClusterStatus {
     let durable = controller.durable();
     let health = controller.health(cluster);
-    let role = match (cluster == durable.primary, durable.backup_joined) {
-        (true, _) => "primary",
-        (false, true) => "backup",
-        (false, false) => "backup (not rejoined)",
-    };
+    let role = role_text(durable, cluster);
     let availability = match health.declared {
         Availability::Available => "available",
         Availability::Failed => "failed",
     };
     let views = || (controller.topology().nodes(cluster)).filter_map(|n| controller.node(n));
     let ms = |d: std::time::Duration| d.as_millis() as u64;
-    let primary = cluster == durable.primary;
+    let primary = (durable.shards.values()).any(|s| s.primary == cluster);
     ClusterStatus {
         cluster: cluster.to_string(),
-        role: role.to_string(),
+        role,
         availability: availability.to_string(),
         answering: health.last.0,
         total: health.last.1,
@@ -254,10 +355,10 @@ fn cluster_status(controller: &Controller, cluster: Cluster) -> ClusterStatus {
     }
 }
 
-fn phase_text(phase: &Phase) -> &'static str {
+fn phase_text(phase: Phase) -> &'static str {
     match phase {
         Phase::Normal => "normal",
-        Phase::Failover { .. } => "failover",
+        Phase::Failover => "failover",
         Phase::DoubleFailure => "double failure",
     }
 }
@@ -286,6 +387,7 @@ impl fmt::Display for Status {
         if let Some(plane) = &self.control_plane {
             write!(f, "{plane}")?;
         }
+        self.fmt_shards(f)?;
         for c in &self.clusters {
             let (answering, total) = (c.answering, c.total);
             write!(
@@ -310,13 +412,42 @@ impl fmt::Display for Status {
 }
 
 impl Status {
+    /// One line per shard that is not served by the cluster most shards are, or is failing
+    /// over: where the others are is said by the first line.
+    fn fmt_shards(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &self.shards {
+            *count.entry(cluster_of(&s.primary)).or_default() += 1;
+        }
+        let most = count.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
+        for s in &self.shards {
+            if Some(cluster_of(&s.primary)) != most || s.phase != "normal" {
+                let joined = match s.backup_joined {
+                    true => "",
+                    false => ", its backup not rejoined",
+                };
+                writeln!(
+                    f,
+                    "shard {}: primary {} in e{}, {}{joined}",
+                    s.shard, s.primary, s.epoch, s.phase
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     fn fmt_alarms(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for alarm in &self.open_alarms {
-            write!(
-                f,
-                "  #{} {} on {}, raised ",
-                alarm.id, alarm.kind, alarm.cluster
-            )?;
+            write!(f, "  #{} {} on ", alarm.id, alarm.kind)?;
+            match alarm.shard {
+                Some(shard) => write!(f, "{}/{shard} (shard {shard}", alarm.cluster)?,
+                None => write!(f, "{}", alarm.cluster)?,
+            }
+            if alarm.shard.is_some() {
+                let users: Vec<String> = alarm.users.iter().map(|u| u.to_string()).collect();
+                write!(f, ", users {})", users.join(", "))?;
+            }
+            write!(f, ", raised ")?;
             match alarm.raised_unix_ms {
                 Some(ms) => writeln!(f, "{} ago", ago(ms, self.updated_unix_ms))?,
                 None => writeln!(f, "before the controller's last restart")?,
@@ -328,7 +459,7 @@ impl Status {
                 writeln!(f, "    shard {shard}: the backup lacked {entries} entries, the oldest first seen on the primary {behind_ms} ms before")?;
             }
             if let Some(epoch) = alarm.resumed_in {
-                writeln!(f, "    {} was made primary again in e{epoch}: waiting for each of its nodes to say what it quarantined before", alarm.cluster)?;
+                writeln!(f, "    {} was made primary again (last in e{epoch}): waiting for each of its nodes to say what it quarantined before", alarm.cluster)?;
             }
             if !alarm.losses.is_empty() {
                 let known = (alarm.losses.iter()).map(|(s, n)| format!("shard {s}: {n}"));
@@ -532,4 +663,9 @@ pub async fn query(address: &str, within: Duration) -> Result<(String, Status), 
 fn error_field(line: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(value.get("error")?.as_str()?.to_string())
+}
+
+/// The cluster of a node's name (`a/0` -> `a`).
+fn cluster_of(node: &str) -> &str {
+    node.split('/').next().unwrap_or(node)
 }

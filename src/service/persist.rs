@@ -105,8 +105,8 @@ impl Barrier {
     }
 
     /// `heartbeat` without what the durable state does not back. A lease needs the node's
-    /// cluster primary in the lease's epoch, no failover under way, the node's shard's
-    /// stop point in that epoch durable, and a durable lease bound at least as long as the
+    /// cluster primary of its shard in the lease's epoch, no failover of the shard under way,
+    /// the shard's stop point in that epoch durable, and a durable lease bound at least as long as the
     /// lease. No shard may take a write in an epoch before a successor could learn where
     /// that epoch's log began (swarm seed 13417: a leader lost etcd while saving a stop point,
     /// the new primary wrote on its lease, and the successor, not knowing the stop point, let
@@ -115,12 +115,14 @@ impl Barrier {
     fn cover(&self, node: NodeId, mut heartbeat: Heartbeat) -> Heartbeat {
         heartbeat.command = None;
         let backed = |grant: &LeaseGrant| {
-            (self.saved.as_ref()).is_some_and(|s| {
+            let saved = self.saved.as_ref();
+            let shard = saved.and_then(|s| s.shard(node.shard()));
+            (saved.zip(shard)).is_some_and(|(saved, s)| {
                 s.epoch == grant.epoch
                     && s.primary == node.cluster
-                    && !s.failing_over
-                    && s.stop_points.contains_key(&node.shard())
-                    && s.lease_bound_ms >= grant.duration_ms
+                    && s.failing_over.is_none()
+                    && s.stop_point.is_some()
+                    && saved.lease_bound_ms >= grant.duration_ms
             })
         };
         heartbeat.grant = heartbeat.grant.filter(backed);
