@@ -39,7 +39,8 @@ pub struct Params {
     /// Consecutive failed evaluations before a primary node alone is declared failed (its
     /// shard's failover): a cluster's failure needs most of its nodes to miss a heartbeat at
     /// once, a node's only its own, which a lost packet can do; these rounds stand in for the
-    /// corroboration the other nodes give.
+    /// corroboration the other nodes give. A node whose address refuses the connection (no
+    /// lost packet does that) needs only `failure_rounds`.
     pub node_failure_rounds: u32,
 }
 

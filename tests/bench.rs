@@ -17,7 +17,8 @@ fn scenarios() -> &'static Path {
 fn the_grid_is_every_interval_and_loss_plus_the_quiet_runs() {
     let configs = bench::configs(scenarios()).expect("the shipped scenarios load");
     let names: Vec<&str> = configs.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(configs.len(), 19, "{names:?}");
+    assert_eq!(configs.len(), 22, "{names:?}");
+    assert!(names.contains(&"shard/loss=5%"), "{names:?}");
     assert!(names.contains(&"distance/one-way=100-140ms"), "{names:?}");
     assert!(
         names.contains(&"detection/interval=500ms/loss=5%"),

@@ -261,16 +261,15 @@ impl World {
     /// fails over alone when its primary node alone fails).
     fn became_primary(&mut self, id: NodeId, epoch: Epoch) {
         self.promotions.push((self.now, id, epoch));
-        for other in [id.peer()] {
-            let node = &self.nodes[&other];
-            let local = self.local_time(other, self.now);
-            if node.has_lease(local) {
-                self.violations.push(format!(
-                    "at {} {id} became primary in {epoch} while {other} (epoch {}, role {:?}) \
-                     holds a lease until {:?} and reads {local}",
-                    self.now, node.disk.epoch, node.disk.role, node.volatile.lease
-                ));
-            }
+        let other = id.peer();
+        let node = &self.nodes[&other];
+        let local = self.local_time(other, self.now);
+        if node.has_lease(local) {
+            self.violations.push(format!(
+                "at {} {id} became primary in {epoch} while {other} (epoch {}, role {:?}) \
+                 holds a lease until {:?} and reads {local}",
+                self.now, node.disk.epoch, node.disk.role, node.volatile.lease
+            ));
         }
     }
 
@@ -1449,11 +1448,19 @@ fn story_b_a_silent_primary_node_fails_over_its_shard_alone() {
         let moved = i < 2;
         let want = if moved { Cluster::B } else { Cluster::A };
         assert_eq!(state.primary, want, "shard {i}");
-        assert_eq!(state.epoch > Epoch(1), moved, "shard {i} in {}", state.epoch);
+        assert_eq!(
+            state.epoch > Epoch(1),
+            moved,
+            "shard {i} in {}",
+            state.epoch
+        );
         assert!(world.has_lease(NodeId::new(want, i)), "{want}/{i} serves");
     }
     // Two promotions, two epochs: each shard's own.
-    assert_ne!(durable.shards[&Shard(0)].epoch, durable.shards[&Shard(1)].epoch);
+    assert_ne!(
+        durable.shards[&Shard(0)].epoch,
+        durable.shards[&Shard(1)].epoch
+    );
     let first: Vec<(Option<Shard>, Vec<UserId>)> = (world.raised().into_iter())
         .filter(|a| a.kind == AlarmKind::PrimaryFailed)
         .map(|a| (a.shard, a.users))
@@ -2500,4 +2507,41 @@ fn a_refusal_speeds_detection_but_the_failover_still_waits_out_the_leases() {
         .map(|(t, _, _)| *t)
         .expect("b promoted");
     assert!(promoted > failed_at, "b promoted at {promoted}");
+}
+
+/// A refused address is no lost packet: a primary node whose address refuses (a killed server)
+/// is declared failed after `failure_rounds`, not the longer `node_failure_rounds` that stand
+/// in for corroboration against loss, and its shard fails over alone; its lease is still
+/// waited out (a firewall's REJECT refuses too, with the server behind it serving on).
+#[test]
+fn a_refused_primary_node_fails_its_shard_over_within_a_round_and_after_its_lease() {
+    let users: Vec<(u32, u16)> = (0..3).map(|i| (100 + i, i as u16)).collect();
+    let mut world = World::new(
+        Params::default(),
+        topology(3, &users, 0),
+        Network::PERFECT,
+        7,
+    );
+    world.run_until(ms(1000));
+    let a1 = NodeId::new(Cluster::A, 1);
+    assert!(
+        world.has_lease(a1),
+        "a/1 holds a lease when it starts refusing"
+    );
+    world.refusing.insert(a1);
+    world.run_until(ms(3000));
+    let started = (world.notes())
+        .find(|(_, n)| matches!(n, Note::FailoverStarted { shard: Some(_), .. }))
+        .map(|(t, _)| t)
+        .expect("shard 1's failover");
+    assert!(
+        started <= ms(1200),
+        "started at {started}, not within two rounds of the refusal (node_failure_rounds is {})",
+        Params::default().node_failure_rounds
+    );
+    let durable = world.controller.durable();
+    let primaries: Vec<Cluster> = durable.shards.values().map(|s| s.primary).collect();
+    assert_eq!(primaries, [Cluster::A, Cluster::B, Cluster::A]);
+    // The world checks, at every promotion, that the shard's old node holds no lease.
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
 }

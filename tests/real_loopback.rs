@@ -478,7 +478,10 @@ async fn failover_over_real_tcp() {
     }
     let durable =
         (store.0.lock().expect("store").clone()).expect("the controller persisted its state");
-    assert_eq!((durable.epoch, durable.sole_primary()), (Epoch(2), Some(Cluster::B)));
+    assert_eq!(
+        (durable.epoch, durable.sole_primary()),
+        (Epoch(2), Some(Cluster::B))
+    );
 
     // 6. Clean up: every process dies while its service still runs, every task ends.
     for subscription in subscriptions {

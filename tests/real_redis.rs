@@ -338,6 +338,97 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Issue 15, item 1: one of the primary's three servers is SIGKILLed, its cluster still
+/// available (two of three, 0.67 > 0.5). Shard 1 alone fails over to b/1 in an epoch of its
+/// own, with a first alarm naming the shard and its user; shards 0 and 2 stay on a in epoch 1,
+/// and user 0 writes on a/0 throughout. When the server returns, a/1 rejoins as b/1's backup
+/// and the alarm closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_primary_server_fails_its_shard_over_alone() {
+    use standby::client::{Client, ClientOptions};
+    let (dir, mut servers, config) = start_servers("real-shard").await;
+    let controller = RunningController::start(config.clone()).await;
+    let status_address = controller.status_address.clone();
+    status_until(&status_address, "epoch 1 on a", |s| {
+        s.epoch == 1 && s.primary == "a" && s.phase == "normal"
+    })
+    .await;
+    let (a0, a1, b1) = (
+        NodeId::new(Cluster::A, 0),
+        NodeId::new(Cluster::A, 1),
+        NodeId::new(Cluster::B, 1),
+    );
+    // User 0 (shard 0, never moves) and user 1 (shard 1, moves) write every 5 ms.
+    let zero = start_following_writer(controller.center.clone()).await;
+    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
+        .with_config_centers(vec![controller.center.clone()]);
+    let one = Arc::new(Client::start(options));
+    one.wait_for_route(SETTLE).await.expect("a first route");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    acked(&zero.log, 1, a0, 10).await;
+    acked(&log, 1, a1, 10).await;
+
+    servers.kill(a1);
+    let killed = Instant::now();
+    acked(&log, 2, b1, 1).await;
+    let first_write = killed.elapsed();
+    let status = status_until(&status_address, "shard 1 on b/1", |s| {
+        (s.shards.iter()).any(|x| x.shard == 1 && x.primary == "b/1" && x.phase == "normal")
+    })
+    .await;
+    tracing::info!(?first_write, ?status, "shard 1 failed over");
+    println!("first write of shard 1 on b/1: {first_write:?} after the kill");
+    for shard in &status.shards {
+        let want = match shard.shard {
+            1 => ("b/1".to_string(), 2),
+            i => (format!("a/{i}"), 1),
+        };
+        assert_eq!((shard.primary.clone(), shard.epoch), want, "{status:?}");
+    }
+    assert_eq!(status.primary, "a: 2 shards, b: 1 shard");
+    assert!((status.clusters.iter()).all(|c| c.availability == "available"));
+    let alarm = (status.open_alarms.iter())
+        .find(|a| a.kind == "primary failed")
+        .unwrap_or_else(|| panic!("no first alarm: {status:?}"));
+    assert_eq!(
+        (alarm.cluster.as_str(), alarm.shard, alarm.users.clone()),
+        ("a", Some(1), vec![1])
+    );
+    let text = status.to_string();
+    assert!(
+        text.contains("shard 1: primary b/1 in e2, normal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("primary failed on a/1 (shard 1, users 1)"),
+        "{text}"
+    );
+    // User 0 never left a/0 nor epoch 1.
+    let before = zero.log.lock().unwrap().len();
+    acked(&zero.log, 1, a0, before + 10).await;
+    let moved = (zero.log.lock().unwrap().iter())
+        .filter(|o| matches!(&o.result, Ok(a) if a.node != a0 || a.epoch != Epoch(1)))
+        .count();
+    assert_eq!(moved, 0, "user 0's writes went elsewhere");
+
+    // a/1 returns: it rejoins as b/1's backup, and its alarm closes with its loss report.
+    servers.start(a1);
+    status_until(&status_address, "a/1 rejoined", |s| {
+        s.open_alarms.is_empty() && s.shards.iter().all(|x| x.backup_joined)
+    })
+    .await;
+    until_backup(&config, a1).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    zero.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+    zero.task.await.unwrap();
+    controller.stop().await;
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Every epoch-1 write a/0 accepted is on b/0 (at or before b/0's stop point) or in a/0's
 /// quarantine file (after it), and the file holds only epoch-1 entries after the stop point.
 async fn check_quarantine(config: &Config, servers: &Servers, log: &[Attempt]) {

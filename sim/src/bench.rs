@@ -2,7 +2,7 @@
 //! latency, RTO and RPO on `primary-majority-crash` over a grid of heartbeat intervals and
 //! packet loss; the same over a grid of one-way latencies with the default settings, and
 //! `steady-state` at the farthest of them; false failovers on `steady-state` under packet
-//! loss with jitter; the takeover
+//! loss with jitter; one primary node's crash (its shard's failover) under that loss; the takeover
 //! after the leading controller replica is killed; and the simulator's own speed. Every configuration is a shipped scenario with a few settings
 //! changed, named so that `cargo sim replay --bench NAME --seed S` rebuilds it exactly.
 
@@ -29,6 +29,8 @@ pub const JITTER_MS: [u64; 2] = [1, 30];
 pub const ONE_WAY_MS: [(u64, u64); 5] = [(1, 5), (20, 40), (50, 70), (80, 100), (100, 140)];
 /// The scenario the detection grid is built on.
 pub const DETECTION_SCENARIO: &str = "primary-majority-crash.toml";
+/// The scenario the shard-failover rows are built on: one primary node of five crashes.
+pub const SHARD_SCENARIO: &str = "primary-node-crash-shard-fails-over.toml";
 /// The scenario the false-failover runs are built on.
 pub const QUIET_SCENARIO: &str = "steady-state.toml";
 /// The scenario the leader-loss runs are built on: three replicas, the leader killed as it
@@ -87,6 +89,19 @@ pub fn quiet_scenario(base: &Scenario, loss: f64) -> Scenario {
     s
 }
 
+/// `base` (one primary node's crash) under `loss` percent packet loss, default controller
+/// settings. What it measures is how long the failover takes, so its bounds on that (the
+/// 1 s liveness bound at no loss included) are dropped; every other expectation stands.
+pub fn shard_scenario(base: &Scenario, loss: f64) -> Scenario {
+    let mut s = base.clone();
+    s.name = format!("shard/loss={loss}%");
+    s.network.packet_loss_percent = loss;
+    s.expect.detection_ms_max = None;
+    s.expect.rto_ms_max = None;
+    s.expect.failover_within_ms = crate::scenario::Expect::default().failover_within_ms;
+    s
+}
+
 /// `base` with every message taking `one_way` ms, every controller setting at its default
 /// (what issue 15 asks to work at a distance); `name` says which grid it belongs to. The
 /// base's detection and RTO bounds are for short round trips, so they are dropped.
@@ -104,6 +119,7 @@ pub fn distance_scenario(base: &Scenario, name: &str, (min, max): (u64, u64)) ->
 pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
     let load = |file: &str| Scenario::load(&dir.join(file)).map_err(|e| e.to_string());
     let (crash, quiet) = (load(DETECTION_SCENARIO)?, load(QUIET_SCENARIO)?);
+    let shard = load(SHARD_SCENARIO)?;
     let mut leader_loss = load(LEADER_LOSS_SCENARIO)?;
     let mut configs = Vec::new();
     for interval in INTERVALS_MS {
@@ -115,6 +131,14 @@ pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
                 scenario,
             });
         }
+    }
+    for loss in LOSS_PERCENT {
+        let scenario = shard_scenario(&shard, loss);
+        configs.push(BenchConfig {
+            name: scenario.name.clone(),
+            kind: Kind::Detection,
+            scenario,
+        });
     }
     for one_way in ONE_WAY_MS {
         let scenario = distance_scenario(&crash, "distance", one_way);

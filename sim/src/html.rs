@@ -158,6 +158,9 @@ struct Span {
     tooltip: String,
 }
 
+/// One shard's primary over time: (from, its epoch, its cluster) at each change, in order.
+type ShardChanges = Vec<(Time, Epoch, Cluster)>;
+
 /// What the page draws, distilled from the trace in one pass.
 struct Model {
     axis: Axis,
@@ -169,8 +172,10 @@ struct Model {
     faults: Vec<Span>,
     /// Failover and double-failure intervals (the rest is normal).
     phases: Vec<(Time, Option<Time>, Phase)>,
-    /// (from, epoch, primary cluster), in order.
+    /// (from, epoch, primary cluster), in order; the cluster holding most shards' primaries.
     epochs: Vec<(Time, Epoch, Cluster)>,
+    /// Per shard: (from, its epoch, its primary cluster) at each change, in order.
+    shard_primaries: Vec<ShardChanges>,
     alarms: Vec<Span>,
     /// Per bucket: the largest summed lag seen in it.
     lag: Vec<u64>,
@@ -317,6 +322,7 @@ impl Model {
         let mut phases = Vec::new();
         let mut phase = (Phase::Normal, Time::ZERO);
         let mut epochs = Vec::new();
+        let mut shard_primaries: Vec<ShardChanges> = vec![Vec::new(); shards];
         let mut alarms: Vec<Span> = Vec::new();
         let mut open_alarms: BTreeMap<u64, usize> = BTreeMap::new();
         let mut lag = Lag::new(shards);
@@ -429,6 +435,17 @@ impl Model {
                     shards: states,
                 } => {
                     epochs.push((t, *epoch, most_primaries(states)));
+                    for (shard, &(cluster, e)) in states {
+                        let Some(changes) = shard_primaries.get_mut(shard.0 as usize) else {
+                            continue;
+                        };
+                        if changes
+                            .last()
+                            .is_none_or(|&(_, e0, c0)| (e0, c0) != (e, cluster))
+                        {
+                            changes.push((t, e, cluster));
+                        }
+                    }
                     lag.set_primaries(states);
                     lag_buckets.set(bucket(t), lag.total);
                     if *epoch > newest {
@@ -453,9 +470,10 @@ impl Model {
                         AlarmKind::BackupFailed => ("second alarm", COLOR_ALARM2),
                         AlarmKind::Lag => ("lag alarm", COLOR_LAG),
                     };
-                    let about = match alarm.lag {
-                        Some(lag) => format!("{} behind", lag.shard.node(alarm.cluster)),
-                        None => format!("{} failed", alarm.cluster),
+                    let about = match (alarm.lag, alarm.shard) {
+                        (Some(lag), _) => format!("{} behind", lag.shard.node(alarm.cluster)),
+                        (None, Some(shard)) => format!("{} failed", shard.node(alarm.cluster)),
+                        (None, None) => format!("{} failed", alarm.cluster),
                     };
                     open_alarms.insert(alarm.id, alarms.len());
                     alarms.push(Span {
@@ -526,6 +544,7 @@ impl Model {
             faults,
             phases,
             epochs,
+            shard_primaries,
             alarms,
             lag: lag_buckets.finish(),
             share,
@@ -1052,6 +1071,9 @@ fn svg(scenario: &Scenario, model: &Model, verdict: &Verdict) -> String {
     }
     y += h + GAP;
 
+    // 4b. Each shard's primary: every shard up to 16, beyond that the ones that moved.
+    y = shard_lane(&mut body, model, axis, y, end_time);
+
     // 5. Alarms.
     let top = y;
     let mut alarms_svg = String::new();
@@ -1324,4 +1346,46 @@ fn most_primaries(shards: &BTreeMap<Shard, (Cluster, Epoch)>) -> Cluster {
         true => Cluster::B,
         false => Cluster::A,
     }
+}
+
+/// The lane of each shard's primary (issue 15: a shard fails over alone): one thin row per
+/// shard, coloured by its primary's cluster, each stretch titled with its node and epoch.
+/// Returns the next lane's top.
+fn shard_lane(body: &mut String, model: &Model, axis: &Axis, top: f64, end: Time) -> f64 {
+    const SHOWN_ALL: usize = 16;
+    const THIN: f64 = 9.0;
+    let all = &model.shard_primaries;
+    let moved = |c: &ShardChanges| c.iter().any(|&(_, _, cl)| cl != Cluster::A);
+    let rows: Vec<(usize, &ShardChanges)> = (all.iter().enumerate())
+        .filter(|(_, c)| all.len() <= SHOWN_ALL || moved(c))
+        .collect();
+    if rows.is_empty() {
+        return top;
+    }
+    let h = rows.len() as f64 * (THIN + 1.0) + 3.0;
+    frame(body, top, h);
+    let note = match all.len() <= SHOWN_ALL {
+        true => "one row per shard",
+        false => "the shards that moved",
+    };
+    lane_title(body, top + h / 2.0 - 12.0, "shard primaries", note);
+    for (row, (shard, changes)) in rows.into_iter().enumerate() {
+        let y = top + 2.0 + row as f64 * (THIN + 1.0);
+        for (i, &(from, epoch, cluster)) in changes.iter().enumerate() {
+            let to = changes.get(i + 1).map_or(end, |c| c.0);
+            let (x0, x1) = (axis.x(from), axis.x(to));
+            let color = match cluster {
+                Cluster::A => COLOR_A,
+                Cluster::B => COLOR_B,
+            };
+            let _ = writeln!(
+                body,
+                "<rect class=\"shard\" x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{THIN}\" \
+                 fill=\"{color}\" fill-opacity=\"0.35\"><title>shard {shard}: primary {cluster}/{shard} in \
+                 {epoch}, {from} to {to}</title></rect>",
+                (x1 - x0).max(1.0)
+            );
+        }
+    }
+    top + h + GAP
 }

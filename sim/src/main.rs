@@ -97,9 +97,11 @@ enum Command {
         trace: Option<PathBuf>,
     },
     /// Benchmarks in simulated time: detection latency, RTO and RPO on primary-majority-crash
-    /// over heartbeat intervals {50, 100, 500} ms x packet loss {0, 1, 5}%; false failovers on
-    /// steady-state under that loss with 1-30 ms jitter; and the simulator's speed. Exits
-    /// non-zero if any seed breaks an invariant.
+    /// over heartbeat intervals {50, 100, 500} ms x packet loss {0, 1, 5}%, and of one primary
+    /// node's crash (its shard's failover) under that loss; the same over one-way latencies of
+    /// 1-140 ms; false failovers (counted, not failed) on steady-state under that loss with
+    /// 1-30 ms jitter; a leader's loss; and the simulator's speed. Exits non-zero if any seed
+    /// breaks an invariant.
     Bench {
         /// Seeds 1..=N per configuration.
         #[arg(long, default_value_t = standby_sim::bench::DEFAULT_BENCH_SEEDS)]

@@ -459,7 +459,13 @@ impl Controller {
             let view = self.nodes.get_mut(node).expect("every node has a view");
             let heard = view.last_ok_at.is_some() || !failed;
             let up = heard && view.available(now, params);
-            let rounds = (params.node_failure_rounds, params.recovery_rounds);
+            // A refused connection is no lost packet: nothing listens at the node's address
+            // (a killed server). It needs no more corroboration than a cluster's failure.
+            let failure = match view.refused.is_some() {
+                true => params.failure_rounds,
+                false => params.node_failure_rounds,
+            };
+            let rounds = (failure, params.recovery_rounds);
             view.health
                 .evaluate_rounds(up as usize, 1, params.ratio_threshold, rounds);
             available += up as usize;

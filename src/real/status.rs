@@ -291,7 +291,9 @@ fn primary_text(durable: &Durable) -> String {
         return cluster.to_string();
     }
     let count = durable.primaries().into_iter();
-    let parts: Vec<String> = count.map(|(c, n)| format!("{c}: {n} shards")).collect();
+    let parts: Vec<String> = count
+        .map(|(c, n)| format!("{c}: {n} {}", shards_word(n)))
+        .collect();
     parts.join(", ")
 }
 
@@ -315,6 +317,14 @@ fn shard_status(durable: &Durable, phase_of: impl Fn(Shard) -> Option<Phase>) ->
         .collect()
 }
 
+fn shards_word(n: usize) -> &'static str {
+    if n == 1 {
+        "shard"
+    } else {
+        "shards"
+    }
+}
+
 /// `primary`, `backup`, `backup (not rejoined)`, or, when the cluster holds the primaries of
 /// some shards only, `primary of N shards, backup of M`.
 fn role_text(durable: &Durable, cluster: Cluster) -> String {
@@ -327,8 +337,11 @@ fn role_text(durable: &Durable, cluster: Cluster) -> String {
         (_, 0, _) => "primary".to_string(),
         (0, _, false) => "backup".to_string(),
         (0, _, true) => "backup (not rejoined)".to_string(),
-        (p, b, false) => format!("primary of {p} shards, backup of {b}"),
-        (p, b, true) => format!("primary of {p} shards, backup of {b} (not all rejoined)"),
+        (p, b, false) => format!("primary of {p} {}, backup of {b}", shards_word(p)),
+        (p, b, true) => format!(
+            "primary of {p} {}, backup of {b} (not all rejoined)",
+            shards_word(p)
+        ),
     }
 }
 
