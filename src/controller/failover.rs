@@ -93,6 +93,14 @@ impl Controller {
             .collect()
     }
 
+    /// Whether some shard in normal operation has its primary node passing `filter` (every
+    /// evaluation asks: no set is built for it).
+    pub(super) fn any_normal_shard(&self, filter: impl Fn(NodeId) -> bool) -> bool {
+        (self.durable.shards.iter()).any(|(shard, s)| {
+            filter(shard.node(s.primary)) && self.failover_of(*shard).is_none()
+        })
+    }
+
     /// The failover `shard` is in, if any.
     pub(super) fn failover_of(&self, shard: Shard) -> Option<&Failover> {
         self.failovers.iter().find(|f| f.shards.contains(&shard))

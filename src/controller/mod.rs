@@ -503,10 +503,7 @@ impl Controller {
         let under_way = self.failovers.len();
         let under_way = under_way - self.start_failovers(now);
         for cluster in Cluster::BOTH {
-            if !self
-                .normal_shards(|_, p| p.cluster == cluster.other())
-                .is_empty()
-            {
+            if self.any_normal_shard(|p| p.cluster == cluster.other()) {
                 self.watch_backup(cluster, now);
             }
         }
@@ -557,7 +554,11 @@ impl Controller {
     fn watch_lag(&mut self, now: Time) {
         let (ms, entries) = (self.params.lag_alarm_ms, self.params.lag_alarm_entries);
         let over = |v: u64, bound: u64, num: u64| bound > 0 && v * 2 > bound * num;
-        for shard in self.normal_shards(|_, _| true) {
+        for i in 0..self.topology.nodes_per_cluster {
+            let shard = Shard(i);
+            if self.failover_of(shard).is_some() {
+                continue;
+            }
             let node = shard.node(self.durable.shards[&shard].primary);
             let Some(lag) = self.shard_lag(node, now) else {
                 continue;
@@ -811,7 +812,6 @@ impl Controller {
         if epoch == Epoch(0) {
             return None;
         }
-        let peer_route = Some(self.topology.route(epoch, node.peer()));
         let normal = self.failover_of(node.shard()).is_none();
         let unfenced = !normal && !self.fenced(node.shard());
         match (normal, node.cluster == primary) {
@@ -828,7 +828,7 @@ impl Controller {
                 }),
                 _ => Some(Command::Fence {
                     epoch,
-                    route: peer_route,
+                    route: Some(self.topology.route(epoch, node.peer())),
                 }),
             },
             (false, true) if !self.fencing() => None,
