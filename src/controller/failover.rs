@@ -96,9 +96,8 @@ impl Controller {
     /// Whether some shard in normal operation has its primary node passing `filter` (every
     /// evaluation asks: no set is built for it).
     pub(super) fn any_normal_shard(&self, filter: impl Fn(NodeId) -> bool) -> bool {
-        (self.durable.shards.iter()).any(|(shard, s)| {
-            filter(shard.node(s.primary)) && self.failover_of(*shard).is_none()
-        })
+        (self.durable.shards.iter())
+            .any(|(shard, s)| filter(shard.node(s.primary)) && self.failover_of(*shard).is_none())
     }
 
     /// The failover `shard` is in, if any.
