@@ -328,6 +328,10 @@ impl World {
     }
 
     /// Whether node `x` holds a write lease right now, by its own clock.
+    fn every_shard(&self, check: impl FnMut(&standby::controller::ShardState) -> bool) -> bool {
+        self.controller.durable().shards.values().all(check)
+    }
+
     fn has_lease(&self, id: NodeId) -> bool {
         self.nodes[&id].has_lease(self.local_time(id, self.now))
     }
@@ -1625,12 +1629,7 @@ fn story_c_double_failure_resolved_by_backup_closes_second_alarm_when_all_heal()
     world.wake(Cluster::A, 0..3);
     world.run_until(ms(10_000));
     // Everything healed: a rejoined as backup, and no alarm is left open.
-    assert!(world
-        .controller
-        .durable()
-        .shards
-        .values()
-        .all(|s| s.backup_joined));
+    assert!(world.every_shard(|s| s.backup_joined));
     let open: Vec<(AlarmKind, Cluster)> = world
         .controller
         .durable()
@@ -1789,22 +1788,9 @@ fn a_shard_keeps_its_stop_cap_until_its_node_reports_itself_a_backup() {
         (Epoch(2), Lsn(5)),
         "a/0 never truncated"
     );
+    assert!(world.every_shard(|s| s.backup_joined), "a was let rejoin");
     assert!(
-        world
-            .controller
-            .durable()
-            .shards
-            .values()
-            .all(|s| s.backup_joined),
-        "a was let rejoin"
-    );
-    assert!(
-        world
-            .controller
-            .durable()
-            .shards
-            .values()
-            .all(|s| !s.rejoined),
+        world.every_shard(|s| !s.rejoined),
         "but a/0 never said it did"
     );
 
@@ -2117,21 +2103,11 @@ fn restart_mid_failover_with_primary_back_leaves_every_shard_writable() {
 fn restart_after_failover_keeps_absent_old_primary_unjoined() {
     let mut world = primary_majority_silent_at_one_second();
     world.run_until(ms(2000));
-    assert!(!world
-        .controller
-        .durable()
-        .shards
-        .values()
-        .all(|s| s.backup_joined));
+    assert!(!world.every_shard(|s| s.backup_joined));
     world.restart_controller();
     world.run_until(ms(3000));
     assert!(
-        !world
-            .controller
-            .durable()
-            .shards
-            .values()
-            .all(|s| s.backup_joined),
+        !world.every_shard(|s| s.backup_joined),
         "a (3 of 5 nodes silent) was declared rejoined"
     );
 }

@@ -20,7 +20,7 @@ use standby::protocol::{
     Append, AppendReply, Heartbeat, NodeReport, Publish, PublishReply, Route, Write, WriteReply,
 };
 use standby::time::Time;
-use standby::types::{Cluster, Epoch, NodeId, Shard, UserId, WriteId};
+use standby::types::{Cluster, Epoch, NodeId, UserId, WriteId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -121,7 +121,7 @@ impl<'a> Bare<'a> {
             nodes_per_cluster: n,
             addresses: nodes.keys().map(|&id| (id, id.to_string())).collect(),
             users: (0..scenario.topology.users)
-                .map(|u| (UserId(u), Shard((u % n as u32) as u16)))
+                .map(|u| (UserId(u), scenario.topology.shard_of(u)))
                 .collect(),
         };
         let users = topology

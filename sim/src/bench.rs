@@ -60,6 +60,17 @@ pub struct BenchConfig {
     pub scenario: Scenario,
 }
 
+impl BenchConfig {
+    /// A configuration named after its scenario.
+    fn new(kind: Kind, scenario: Scenario) -> BenchConfig {
+        BenchConfig {
+            name: scenario.name.clone(),
+            kind,
+            scenario,
+        }
+    }
+}
+
 /// `base` with heartbeats every `interval_ms` (timeout and lease three intervals) and
 /// `loss` percent of packets lost. The base's detection and RTO bounds are for its own
 /// settings, so they are dropped; every other expectation stands.
@@ -125,56 +136,32 @@ pub fn configs(dir: &Path) -> Result<Vec<BenchConfig>, String> {
     for interval in INTERVALS_MS {
         for loss in LOSS_PERCENT {
             let scenario = detection_scenario(&crash, interval, loss);
-            configs.push(BenchConfig {
-                name: scenario.name.clone(),
-                kind: Kind::Detection,
-                scenario,
-            });
+            configs.push(BenchConfig::new(Kind::Detection, scenario));
         }
     }
     for loss in LOSS_PERCENT {
         let scenario = shard_scenario(&shard, loss);
-        configs.push(BenchConfig {
-            name: scenario.name.clone(),
-            kind: Kind::Detection,
-            scenario,
-        });
+        configs.push(BenchConfig::new(Kind::Detection, scenario));
     }
     for one_way in ONE_WAY_MS {
         let scenario = distance_scenario(&crash, "distance", one_way);
-        configs.push(BenchConfig {
-            name: scenario.name.clone(),
-            kind: Kind::Detection,
-            scenario,
-        });
+        configs.push(BenchConfig::new(Kind::Detection, scenario));
     }
     let far = distance_scenario(
         &quiet,
         "distance-no-fault",
         ONE_WAY_MS[ONE_WAY_MS.len() - 1],
     );
-    configs.push(BenchConfig {
-        name: far.name.clone(),
-        kind: Kind::FalseFailovers,
-        scenario: far,
-    });
+    configs.push(BenchConfig::new(Kind::FalseFailovers, far));
     for loss in LOSS_PERCENT {
         let scenario = quiet_scenario(&quiet, loss);
-        configs.push(BenchConfig {
-            name: scenario.name.clone(),
-            kind: Kind::FalseFailovers,
-            scenario,
-        });
+        configs.push(BenchConfig::new(Kind::FalseFailovers, scenario));
     }
     leader_loss.name = format!(
         "leader-loss/ttl={}s",
         leader_loss.control_plane.etcd_lease_ttl_s
     );
-    configs.push(BenchConfig {
-        name: leader_loss.name.clone(),
-        kind: Kind::LeaderLoss,
-        scenario: leader_loss,
-    });
+    configs.push(BenchConfig::new(Kind::LeaderLoss, leader_loss));
     Ok(configs)
 }
 

@@ -623,10 +623,9 @@ impl Checker<'_> {
             }
         }
         let shards = last?;
-        let n = self.scenario.topology.nodes_per_cluster.max(1) as u32;
-        let targets = (0..self.scenario.topology.users).filter_map(|u| {
-            // Users are spread over the shards as the world assigns them (`world.rs`).
-            let (_, epoch) = *shards.get(&Shard((u % n) as u16))?;
+        let topology = &self.scenario.topology;
+        let targets = (0..topology.users).filter_map(|u| {
+            let (_, epoch) = *shards.get(&topology.shard_of(u))?;
             Some((UserId(u), (epoch, *noted.get(&epoch)?)))
         });
         Some(targets.collect())
@@ -934,9 +933,8 @@ impl Checker<'_> {
     /// From `since` to the moment the last user acknowledged `epoch` or newer: every user,
     /// or, for one shard's failover, that shard's users.
     fn rto(&self, since: Time, epoch: Epoch, shard: Option<Shard>) -> Option<u64> {
-        let n = self.scenario.topology.nodes_per_cluster.max(1) as u32;
-        // Users are spread over the shards as the world assigns them (`world.rs`).
-        let moved = |u: UserId| shard.is_none_or(|s| u.0 % n == s.0 as u32);
+        let topology = &self.scenario.topology;
+        let moved = |u: UserId| shard.is_none_or(|s| topology.shard_of(u.0) == s);
         let mut acked: BTreeMap<UserId, Time> = BTreeMap::new();
         for (t, event) in self.events() {
             if let Event::CenterAck { user, epoch: e, .. } = event {

@@ -331,7 +331,8 @@ impl Model {
         // Each shard's epoch: a user is on the newest configuration once it applied its own
         // shard's (users of a shard that did not move keep theirs).
         let mut shard_epoch = vec![Epoch(0); shards.max(1)];
-        let target = |shard_epoch: &[Epoch], user: usize| shard_epoch[user % shard_epoch.len()];
+        let of = |user: usize| scenario.topology.shard_of(user as u32).0 as usize;
+        let target = |shard_epoch: &[Epoch], user: usize| shard_epoch[of(user)];
         let mut newest = Epoch(0);
         let mut on_newest = 0usize;
         // The newest epoch is the newest the controller persisted; a user is on it once it

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use standby::params::Params;
 use standby::service::node::ReplicationMode;
+use standby::types::Shard;
 use std::path::{Path, PathBuf};
 
 /// A whole scenario.
@@ -112,6 +113,14 @@ pub struct TopologySpec {
     /// million (0: perfect clocks). Must not exceed the controller's `max_clock_drift_ppm`.
     #[serde(default)]
     pub clock_drift_ppm: u32,
+}
+
+impl TopologySpec {
+    /// The shard `user` writes to: users are spread over the shards round-robin. The one rule
+    /// the world, the bare loop, the checkers and the timeline share.
+    pub fn shard_of(&self, user: u32) -> Shard {
+        Shard((user % self.nodes_per_cluster.max(1) as u32) as u16)
+    }
 }
 
 /// The control plane: how many controller replicas campaign for the lead in etcd, and the

@@ -18,7 +18,7 @@ use standby::service::controller::ControllerOptions;
 use standby::service::loss::{self, Transmission};
 use standby::service::node::{NodeObserver, NodeOptions, NodeService};
 use standby::time::{Clock, Time};
-use standby::types::{Cluster, NodeId, Shard, UserId};
+use standby::types::{Cluster, NodeId, UserId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,7 +247,7 @@ impl World {
                 .map(|node| (node, address(node_ip(node))))
                 .collect(),
             users: (0..scenario.topology.users)
-                .map(|u| (UserId(u), Shard((u % n as u32) as u16)))
+                .map(|u| (UserId(u), scenario.topology.shard_of(u)))
                 .collect(),
         };
         let mut disks = BTreeMap::new();

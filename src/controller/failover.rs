@@ -21,8 +21,6 @@ pub struct Failover {
     pub from: Cluster,
     /// The shards failing over (one, for a node's failure).
     pub shards: BTreeSet<Shard>,
-    /// When the primaries were declared failed.
-    pub detected_at: Time,
     /// After this, the first alarm is raised even if some backup nodes did not answer.
     pub stop_deadline: Time,
     /// Whether the first alarm is out.
@@ -131,7 +129,6 @@ impl Controller {
             scope,
             from,
             shards,
-            detected_at: now,
             stop_deadline: now + self.params.heartbeat_timeout(),
             alarm_raised: false,
             double: false,

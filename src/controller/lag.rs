@@ -35,11 +35,6 @@ pub struct LagTracker {
 }
 
 impl LagTracker {
-    /// Forgets every position (a new epoch: new primaries, new backups).
-    pub fn clear(&mut self) {
-        self.seen.clear();
-    }
-
     /// Forgets the positions of `shard` (its backup has just joined).
     pub fn forget(&mut self, shard: Shard) {
         self.seen.remove(&shard);

@@ -257,7 +257,7 @@ impl Controller {
                 false => (c, ClusterHealth::new(n)),
             })
             .collect();
-        let failovers = restored_failovers(&durable, now + params.heartbeat_timeout(), now);
+        let failovers = restored_failovers(&durable, now + params.heartbeat_timeout());
         let round = durable.incarnation << 32;
         let mut controller = Controller {
             health,
@@ -322,10 +322,12 @@ impl Controller {
     /// The failover story summed up: a double failure if any shard's is, a failover if any
     /// shard is failing over, normal otherwise.
     pub fn phase(&self) -> Phase {
-        match () {
-            _ if self.failovers.iter().any(|f| f.double) => Phase::DoubleFailure,
-            _ if !self.failovers.is_empty() => Phase::Failover,
-            _ => Phase::Normal,
+        if self.failovers.iter().any(|f| f.double) {
+            Phase::DoubleFailure
+        } else if self.failovers.is_empty() {
+            Phase::Normal
+        } else {
+            Phase::Failover
         }
     }
 
@@ -975,7 +977,7 @@ pub fn command_done(command: &Command, report: &NodeReport) -> bool {
 
 /// The failovers a restarted controller resumes: one per cluster whose primaries were declared
 /// failed together, one per shard whose primary node alone was.
-fn restored_failovers(durable: &Durable, stop_deadline: Time, now: Time) -> Vec<Failover> {
+fn restored_failovers(durable: &Durable, stop_deadline: Time) -> Vec<Failover> {
     let mut failovers: Vec<Failover> = Vec::new();
     for (&shard, state) in &durable.shards {
         let Some(scope) = state.failing_over else {
@@ -993,7 +995,6 @@ fn restored_failovers(durable: &Durable, stop_deadline: Time, now: Time) -> Vec<
                 scope,
                 from: state.primary,
                 shards: BTreeSet::from([shard]),
-                detected_at: now,
                 stop_deadline,
                 alarm_raised: false,
                 double: false,

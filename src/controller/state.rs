@@ -79,11 +79,6 @@ impl Durable {
         self.shard(shard).map(|s| s.primary)
     }
 
-    /// The epoch `shard`'s primary was promoted in.
-    pub fn epoch_of(&self, shard: Shard) -> Option<Epoch> {
-        self.shard(shard).map(|s| s.epoch)
-    }
-
     /// The clusters holding at least one shard's primary, with how many each holds.
     pub fn primaries(&self) -> BTreeMap<Cluster, usize> {
         let mut count = BTreeMap::new();
