@@ -43,6 +43,7 @@ fn report(node: NodeId, round: u64) -> NodeReport {
         role,
         last_lsn: Lsn(100),
         epoch_start_lsn: Lsn(0),
+        trimmed: Lsn(0),
         quarantines: Vec::new(),
     }
 }

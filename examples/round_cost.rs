@@ -49,6 +49,7 @@ fn round(controller: &mut Controller, now: Time) {
             role,
             last_lsn: Lsn(100),
             epoch_start_lsn: Lsn(0),
+            trimmed: Lsn(0),
             quarantines: Vec::new(),
         };
         controller.handle_report(now, node, report);

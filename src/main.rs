@@ -108,6 +108,10 @@ enum ClientAction {
         /// Keys are PREFIX<n>, values <n>.
         #[arg(long, default_value = "bench:")]
         key_prefix: String,
+        /// Write only this many keys, over and over (PREFIX<n mod KEYS>): the data stays
+        /// the same size, so memory growth is the write log's or a leak's.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keys: Option<u64>,
     },
 }
 
@@ -321,9 +325,11 @@ mod client {
                     every_ms,
                     for_s,
                     key_prefix,
+                    keys,
                 } => {
                     let every = Duration::from_millis(every_ms);
-                    bench(&client, every, Duration::from_secs(for_s), &key_prefix).await
+                    let length = Duration::from_secs(for_s);
+                    bench(&client, every, length, &key_prefix, keys).await
                 }
             }
         });
@@ -342,10 +348,17 @@ mod client {
             .map_or(0, |d| d.as_millis())
     }
 
-    /// Writes `PREFIX<n>` = `<n>` every `every` for `length`, one at a time. Prints a line
+    /// Writes `PREFIX<n>` (or `PREFIX<n mod keys>`) = `<n>` every `every` for `length`, one
+    /// at a time. Prints a line
     /// (`t=+MS unix_ms=MS ...`) when the outcome's kind or the route changes, then a summary
     /// line of `key=value` fields for scripts.
-    async fn bench(client: &Client, every: Duration, length: Duration, prefix: &str) {
+    async fn bench(
+        client: &Client,
+        every: Duration,
+        length: Duration,
+        prefix: &str,
+        keys: Option<u64>,
+    ) {
         let start = Instant::now();
         let stamp = || format!("t=+{}ms unix_ms={}", start.elapsed().as_millis(), unix_ms());
         let mut routes = client.watch_route();
@@ -364,7 +377,7 @@ mod client {
         while start.elapsed() < length {
             ticks.tick().await;
             writes += 1;
-            let key = format!("{prefix}{writes}");
+            let key = format!("{prefix}{}", keys.map_or(writes, |k| writes % k));
             let outcome = client.write(&key, &writes.to_string()).await;
             if routes.has_changed().unwrap_or(false) {
                 let route = routes.borrow_and_update().clone();

@@ -84,11 +84,13 @@ pub enum Mutation {
     ShardNoFencing,
     /// A shard's failover publishes nothing new: its users keep the old node's route.
     ShardConfigUnchanged,
+    /// Lets a primary discard its whole log, not only what its backup holds.
+    TrimPastBackup,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 28] = [
+    pub const ALL: [Mutation; 29] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -117,6 +119,7 @@ impl Mutation {
         Mutation::NoLagAlarm,
         Mutation::ShardNoFencing,
         Mutation::ShardConfigUnchanged,
+        Mutation::TrimPastBackup,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -151,6 +154,7 @@ impl Mutation {
             Mutation::NoLagAlarm => "no-lag-alarm",
             Mutation::ShardNoFencing => "shard-no-fencing",
             Mutation::ShardConfigUnchanged => "shard-config-unchanged",
+            Mutation::TrimPastBackup => "trim-past-backup",
         }
     }
 

@@ -11,7 +11,7 @@ use crate::protocol::{
     Role, Route, Write, WriteReply,
 };
 use crate::time::Time;
-use crate::types::{Epoch, Lsn, NodeId};
+use crate::types::{Epoch, Lsn, NodeId, WriteId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -29,9 +29,14 @@ pub struct NodeDisk {
     pub epoch_start_lsn: Lsn,
     /// The newest route it knows for its shard (told by the controller).
     pub route: Option<Route>,
-    /// The log; entry `k` has LSN `k + 1`.
+    /// The last position discarded from the log, once the backup held it (see
+    /// [`crate::protocol::Trim`]).
+    pub trimmed: Lsn,
+    /// The data as of `trimmed`: the discarded entries applied.
+    pub trimmed_data: BTreeMap<String, u64>,
+    /// The log after `trimmed`; entry `k` has LSN `trimmed + k + 1`.
     pub log: Vec<Entry>,
-    /// The key/value data, the log applied.
+    /// The key/value data, the log applied to `trimmed_data`.
     pub data: BTreeMap<String, u64>,
     /// Entries moved out of the log because the primary of a later epoch never had them.
     pub quarantine: Vec<Entry>,
@@ -72,6 +77,19 @@ pub enum NodeEvent {
         /// The last position applied.
         to: Lsn,
     },
+    /// The log was discarded up to `through`: these entries, by position and write.
+    Trimmed {
+        /// The new trimmed position.
+        through: Lsn,
+        /// What was discarded (for the checkers, which see every entry a node held).
+        ids: Vec<(Lsn, WriteId)>,
+    },
+    /// The log was replaced by the primary's data as of `base` (the backup lacked entries
+    /// the primary had discarded).
+    Installed {
+        /// The primary's trimmed position, now this node's.
+        base: Lsn,
+    },
 }
 
 /// A storage node: its disk and its volatile state.
@@ -95,6 +113,8 @@ impl NodeDisk {
             role: Role::Idle,
             epoch_start_lsn: Lsn(0),
             route: None,
+            trimmed: Lsn(0),
+            trimmed_data: BTreeMap::new(),
             log: Vec::new(),
             data: BTreeMap::new(),
             quarantine: Vec::new(),
@@ -104,7 +124,37 @@ impl NodeDisk {
 
     /// The last log position.
     pub fn last_lsn(&self) -> Lsn {
-        Lsn(self.log.len() as u64)
+        Lsn(self.trimmed.0 + self.log.len() as u64)
+    }
+
+    /// The index in `log` of the entry after position `lsn` (clamped to the log).
+    fn index_after(&self, lsn: Lsn) -> usize {
+        (lsn.0.saturating_sub(self.trimmed.0) as usize).min(self.log.len())
+    }
+
+    /// Discards the log up to `through` (at most the last position), folding it into
+    /// `trimmed_data`.
+    fn trim(&mut self, through: Lsn, events: &mut Vec<NodeEvent>) {
+        let through = through.min(self.last_lsn());
+        if through <= self.trimmed {
+            return;
+        }
+        let end = self.index_after(through);
+        let gone: Vec<Entry> = self.log.drain(..end).collect();
+        for entry in &gone {
+            self.trimmed_data.insert(entry.key.clone(), entry.value);
+        }
+        self.trimmed = through;
+        let ids = gone.iter().map(|e| (e.lsn, e.id)).collect();
+        events.push(NodeEvent::Trimmed { through, ids });
+    }
+
+    /// The data rebuilt from what is left: `trimmed_data` and the log.
+    fn rebuild_data(&mut self) {
+        self.data = self.trimmed_data.clone();
+        for entry in &self.log {
+            self.data.insert(entry.key.clone(), entry.value);
+        }
     }
 }
 
@@ -140,6 +190,11 @@ impl Node {
         if let Some(command) = &heartbeat.command {
             self.apply_command(command, events);
         }
+        if let Some(trim) = heartbeat.trim {
+            if self.disk.role == Role::Primary && trim.epoch == self.disk.epoch {
+                self.disk.trim(trim.through, events);
+            }
+        }
         if let Some(grant) = heartbeat.grant {
             let anchored = self.volatile.report_sent.get(&grant.anchor_round).copied();
             let primary = self.disk.role == Role::Primary && grant.epoch == self.disk.epoch;
@@ -170,6 +225,7 @@ impl Node {
             role: disk.role,
             last_lsn: disk.last_lsn(),
             epoch_start_lsn: disk.epoch_start_lsn,
+            trimmed: disk.trimmed,
             quarantines: disk.quarantines.clone(),
         }
     }
@@ -235,8 +291,11 @@ impl Node {
     /// never reached the new one. Entries of `epoch` came from the new primary and stay. This
     /// makes the rule safe to apply to any follower, including one that was already
     /// following in `epoch` (whose log holds nothing divergent).
+    ///
+    /// The log holds no entry at or before `trimmed`, and needs none: the backup held them
+    /// before they were discarded, so every stop point is at or past them.
     fn quarantine_after(&mut self, stop_point: Lsn, epoch: Epoch, events: &mut Vec<NodeEvent>) {
-        let start = (stop_point.0 as usize).min(self.disk.log.len());
+        let start = self.disk.index_after(stop_point);
         let keep = (self.disk.log[start..].iter())
             .position(|entry| entry.epoch < epoch)
             .map_or(self.disk.log.len(), |offset| start + offset);
@@ -252,10 +311,7 @@ impl Node {
             span: moved.first().zip(moved.last()).map(|(f, l)| (f.at, l.at)),
         };
         if !moved.is_empty() {
-            self.disk.data = BTreeMap::new();
-            for entry in &self.disk.log {
-                self.disk.data.insert(entry.key.clone(), entry.value);
-            }
+            self.disk.rebuild_data();
             if !crate::mutated!(self, DropSuffix) {
                 self.disk.quarantine.extend(moved);
             }
@@ -321,22 +377,34 @@ impl Node {
     /// a restart) the shipment is an empty probe: the backup answers with its position, and
     /// a backup that is away does not cost a full batch on every retry.
     pub fn next_append(&self, max: usize) -> Option<Append> {
-        if self.disk.role != Role::Primary {
+        let disk = &self.disk;
+        if disk.role != Role::Primary {
             return None;
         }
-        let from = self.volatile.peer_lsn.map_or(0, |p| p.0 as usize);
-        let from = from.min(self.disk.log.len());
-        let max = if self.volatile.peer_lsn.is_some() {
-            max
-        } else {
-            0
+        let Some(peer) = self.volatile.peer_lsn else {
+            return Some(self.append(Lsn(0), 0, None));
         };
-        let to = (from + max).min(self.disk.log.len());
-        Some(Append {
-            epoch: self.disk.epoch,
-            prev_lsn: Lsn(from as u64),
-            entries: self.disk.log[from..to].to_vec(),
-        })
+        // A backup behind what was discarded (it lost its data) gets the data as of the
+        // trimmed position first, as Redis's full sync would.
+        if peer < disk.trimmed {
+            let snapshot = Some(disk.trimmed_data.clone());
+            return Some(self.append(disk.trimmed, max, snapshot));
+        }
+        Some(self.append(peer.min(disk.last_lsn()), max, None))
+    }
+
+    /// At most `max` entries after `prev_lsn` (at or past the trimmed position).
+    fn append(&self, prev_lsn: Lsn, max: usize, snapshot: Option<BTreeMap<String, u64>>) -> Append {
+        let disk = &self.disk;
+        let from = disk.index_after(prev_lsn);
+        let to = (from + max).min(disk.log.len());
+        Append {
+            epoch: disk.epoch,
+            prev_lsn,
+            entries: disk.log[from..to].to_vec(),
+            trimmed: disk.trimmed,
+            snapshot,
+        }
     }
 
     /// As primary: takes the backup's answer. A newer epoch at the backup means this node is
@@ -367,17 +435,21 @@ impl Node {
     /// are skipped (the logs share every position up to the stop point, and after it the
     /// backup only ever received this primary's entries).
     pub fn on_append(&mut self, append: &Append, events: &mut Vec<NodeEvent>) -> AppendReply {
-        let last = self.disk.last_lsn();
-        let refuse = AppendReply {
-            epoch: self.disk.epoch,
-            applied: false,
-            last_lsn: last,
-        };
-        let end = Lsn(append.prev_lsn.0 + append.entries.len() as u64);
         let follows = append.epoch == self.disk.epoch && self.disk.role == Role::Backup;
-        if !follows || append.prev_lsn > last {
-            return refuse;
+        if let (true, Some(data)) = (follows, &append.snapshot) {
+            if append.prev_lsn > self.disk.last_lsn() {
+                self.install(append.prev_lsn, data, events);
+            }
         }
+        let last = self.disk.last_lsn();
+        if !follows || append.prev_lsn > last {
+            return AppendReply {
+                epoch: self.disk.epoch,
+                applied: false,
+                last_lsn: last,
+            };
+        }
+        let end = Lsn(append.prev_lsn.0 + append.entries.len() as u64);
         if end > last {
             let skip = (last.0 - append.prev_lsn.0) as usize;
             for entry in &append.entries[skip..] {
@@ -388,10 +460,166 @@ impl Node {
                 to: end,
             });
         }
+        // The primary discarded these after this node held them: so may it.
+        self.disk.trim(append.trimmed, events);
         AppendReply {
             epoch: self.disk.epoch,
             applied: true,
             last_lsn: self.disk.last_lsn(),
         }
+    }
+
+    /// Replaces the log by the primary's data as of `base`: everything this node held is
+    /// older than `base`, and it follows that primary.
+    fn install(&mut self, base: Lsn, data: &BTreeMap<String, u64>, events: &mut Vec<NodeEvent>) {
+        let disk = &mut self.disk;
+        disk.log.clear();
+        disk.trimmed = base;
+        disk.trimmed_data = data.clone();
+        disk.data = data.clone();
+        events.push(NodeEvent::Installed { base });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Trim;
+    use crate::types::{Cluster, UserId};
+
+    fn route(epoch: u64, node: NodeId) -> Route {
+        Route {
+            epoch: Epoch(epoch),
+            node,
+            address: String::new(),
+        }
+    }
+
+    /// A primary of epoch 1 holding `writes` writes (keys k0..k2), and its backup holding
+    /// the first `shipped` of them.
+    fn pair(writes: u64, shipped: usize) -> (Node, Node, Vec<NodeEvent>) {
+        let (a, b) = (NodeId::new(Cluster::A, 0), NodeId::new(Cluster::B, 0));
+        let (mut primary, mut backup, mut events) = (Node::new(a), Node::new(b), Vec::new());
+        let promote = Command::Promote {
+            epoch: Epoch(1),
+            route: route(1, a),
+        };
+        primary.apply_command(&promote, &mut events);
+        primary.volatile.lease = Some((Epoch(1), Time::from_millis(1_000)));
+        for seq in 0..writes {
+            let write = Write {
+                id: WriteId {
+                    user: UserId(0),
+                    seq,
+                },
+                epoch: Epoch(1),
+                key: format!("k{}", seq % 3),
+                value: seq,
+            };
+            let reply = primary.on_write(&write, Time::ZERO, &mut events);
+            assert!(matches!(reply, WriteReply::Ok { .. }), "{reply:?}");
+        }
+        let follow = Command::Follow {
+            epoch: Epoch(1),
+            primary: route(1, a),
+            truncate_after: Lsn(0),
+        };
+        backup.apply_command(&follow, &mut events);
+        let probe = primary.next_append(0).expect("primary");
+        let reply = backup.on_append(&probe, &mut events);
+        primary.on_append_reply(&reply, &mut events);
+        let batch = primary.next_append(shipped).expect("primary");
+        let reply = backup.on_append(&batch, &mut events);
+        primary.on_append_reply(&reply, &mut events);
+        (primary, backup, events)
+    }
+
+    fn trim(node: &mut Node, through: u64, events: &mut Vec<NodeEvent>) {
+        let heartbeat = Heartbeat {
+            round: 1,
+            grant: None,
+            command: None,
+            trim: Some(Trim {
+                epoch: Epoch(1),
+                through: Lsn(through),
+            }),
+        };
+        node.on_heartbeat(&heartbeat, Time::ZERO, events);
+    }
+
+    #[test]
+    fn a_trimmed_primary_still_quarantines_every_write_its_backup_lacked() {
+        let (mut primary, backup, mut events) = pair(10, 6);
+        assert_eq!(backup.disk.last_lsn(), Lsn(6));
+        trim(&mut primary, 6, &mut events);
+        assert_eq!((primary.disk.trimmed, primary.disk.log.len()), (Lsn(6), 4));
+        assert_eq!(primary.report(1).trimmed, Lsn(6));
+        // The backup is promoted at its position, 6; the old primary rejoins it.
+        let follow = Command::Follow {
+            epoch: Epoch(2),
+            primary: route(2, backup.disk.id),
+            truncate_after: Lsn(6),
+        };
+        primary.apply_command(&follow, &mut events);
+        let moved: Vec<u64> = primary.disk.quarantine.iter().map(|e| e.lsn.0).collect();
+        assert_eq!(moved, [7, 8, 9, 10]);
+        assert_eq!(primary.disk.last_lsn(), Lsn(6));
+        // What is left is the data of writes 1..=6: the discarded entries, not the log alone.
+        assert_eq!(primary.disk.data, backup.disk.data);
+    }
+
+    #[test]
+    fn a_trim_never_passes_the_node_s_last_position_nor_applies_in_another_epoch() {
+        let (mut primary, _, mut events) = pair(4, 4);
+        trim(&mut primary, 99, &mut events);
+        assert_eq!(
+            (primary.disk.trimmed, primary.disk.last_lsn()),
+            (Lsn(4), Lsn(4))
+        );
+        let (mut other, _, mut events) = pair(4, 4);
+        let fence = Command::Fence {
+            epoch: Epoch(2),
+            route: None,
+        };
+        other.apply_command(&fence, &mut events);
+        trim(&mut other, 3, &mut events);
+        assert_eq!(other.disk.trimmed, Lsn(0));
+    }
+
+    #[test]
+    fn a_backup_behind_the_trimmed_position_installs_the_primary_s_data() {
+        let (mut primary, mut backup, mut events) = pair(9, 9);
+        trim(&mut primary, 9, &mut events);
+        // The backup loses its data (a wipe) and follows again, from nothing.
+        backup.disk = NodeDisk::new(backup.disk.id);
+        let follow = Command::Follow {
+            epoch: Epoch(1),
+            primary: route(1, primary.disk.id),
+            truncate_after: Lsn(0),
+        };
+        backup.apply_command(&follow, &mut events);
+        let probe = primary.next_append(8).expect("primary");
+        let reply = backup.on_append(&probe, &mut events);
+        primary.on_append_reply(&reply, &mut events);
+        let append = primary.next_append(8).expect("primary");
+        assert!(append.snapshot.is_some());
+        let reply = backup.on_append(&append, &mut events);
+        assert!(reply.applied);
+        assert_eq!(backup.disk.last_lsn(), Lsn(9));
+        assert_eq!(backup.disk.data, primary.disk.data);
+        assert!(events.contains(&NodeEvent::Installed { base: Lsn(9) }));
+    }
+
+    #[test]
+    fn a_backup_discards_what_its_primary_discarded() {
+        let (mut primary, mut backup, mut events) = pair(10, 10);
+        trim(&mut primary, 7, &mut events);
+        let append = primary.next_append(8).expect("primary");
+        backup.on_append(&append, &mut events);
+        assert_eq!(
+            (backup.disk.trimmed, backup.disk.last_lsn()),
+            (Lsn(7), Lsn(10))
+        );
+        assert_eq!(backup.disk.data, primary.disk.data);
     }
 }

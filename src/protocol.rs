@@ -6,6 +6,7 @@
 use crate::time::Time;
 use crate::types::{Epoch, Lsn, NodeId, UserConfig, UserId, WriteId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Where the writable copy of a shard lives in an epoch: what a user needs to write to it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,20 @@ pub struct Heartbeat {
     pub grant: Option<LeaseGrant>,
     /// The role the controller wants the node in, resent until the node's report shows it.
     pub command: Option<Command>,
+    /// Log entries the primary may discard: its backup holds them.
+    pub trim: Option<Trim>,
+}
+
+/// Leave to discard the log up to `through`, given to a shard's primary of `epoch` once its
+/// backup, following it in that epoch, reported holding that position. Every later stop
+/// point of the shard is at or past it (the backup's position only grows while it follows,
+/// and a failover stops it where it is), so nothing a quarantine exports is ever discarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trim {
+    /// The epoch the backup reported it in: a node in another epoch or role ignores it.
+    pub epoch: Epoch,
+    /// The last position the node may discard.
+    pub through: Lsn,
 }
 
 /// A write lease: the node may accept writes of `epoch` until its own clock reads the send
@@ -119,6 +134,9 @@ pub struct NodeReport {
     pub last_lsn: Lsn,
     /// As primary: the last position when it was promoted in `epoch` (the stop point).
     pub epoch_start_lsn: Lsn,
+    /// The last position it discarded from its log (0: none): its log holds
+    /// `trimmed + 1 ..= last_lsn`.
+    pub trimmed: Lsn,
     /// Every move to quarantine that took writes, oldest first, at most [`QUARANTINES_KEPT`]:
     /// the evidence a loss report is made of. All of them, not only this epoch's, because a
     /// node may join an epoch (and quarantine) out of the controller's sight, and be promoted
@@ -270,6 +288,11 @@ pub struct Append {
     pub prev_lsn: Lsn,
     /// The entries, in order.
     pub entries: Vec<Entry>,
+    /// The primary's trimmed position: the backup discards its log up to it too.
+    pub trimmed: Lsn,
+    /// When the backup needs entries the primary has discarded: the data as of `prev_lsn`
+    /// (the primary's trimmed position), to install in place of the backup's log.
+    pub snapshot: Option<BTreeMap<String, u64>>,
 }
 
 /// A backup's answer to an append.

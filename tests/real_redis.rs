@@ -138,6 +138,30 @@ async fn accepted_on(log: &Mutex<Vec<Attempt>>, epoch: u64, node: NodeId) {
 
 /// Waits until the backup at `address` holds a write accepted by `primary` among the
 /// writer's attempts from index `since` on: the replication link is up.
+/// Waits until the server at `address` has discarded some of its write log (`standby_status`
+/// reports its last position and its trimmed one), and returns both.
+async fn trimmed_on(address: &str) -> (u64, u64) {
+    let mut con = connect(address, Some(WRITER)).await.unwrap();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let (_, _, lsn, _, _, trimmed): (u64, String, u64, i64, u64, u64) = redis::cmd("FCALL")
+            .arg("standby_status")
+            .arg(0)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(
+            trimmed <= lsn,
+            "{address}: trimmed {trimmed} past lsn {lsn}"
+        );
+        if trimmed > 0 {
+            return (lsn, trimmed);
+        }
+        assert!(Instant::now() < deadline, "{address} never trimmed its log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn replicated(address: &str, log: &Mutex<Vec<Attempt>>, primary: NodeId, since: usize) {
     let mut con = connect(address, Some(WRITER)).await.unwrap();
     let deadline = Instant::now() + SETTLE;
@@ -207,6 +231,11 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
     }
     accepted_on(&log, 1, a0).await;
     replicated(&servers.address(b0), &log, a0, 0).await;
+    // The write log does not grow forever: a/0 discards what b/0 holds, and b/0 the same by
+    // replication.
+    for node in [a0, b0] {
+        trimmed_on(&servers.address(node)).await;
+    }
 
     // Plain writes are refused by ACL: without a login, as the reader and as the agent.
     let plain = [
@@ -514,6 +543,7 @@ async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
         round,
         grant: None,
         command: None,
+        trim: None,
     };
     let timeout = Duration::from_millis(300);
     for link in [&killed_link, &paused_link] {

@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 use standby::protocol::{
     Append, AppendReply, Command, ConfigAck, Entry, Heartbeat, LeaseGrant, NodeReport, Publish,
-    PublishReply, QuarantineSummary, RejectReason, Role, Route, Subscribe, Write, WriteReply,
+    PublishReply, QuarantineSummary, RejectReason, Role, Route, Subscribe, Trim, Write, WriteReply,
 };
 use standby::time::Time;
 use standby::types::{Cluster, Epoch, Lsn, NodeId, UserConfig, UserId, WriteId};
@@ -164,6 +164,7 @@ fn samples() -> Vec<Message> {
         round: 0,
         grant: None,
         command: None,
+        trim: None,
     })];
     for (k, command) in commands.into_iter().enumerate() {
         messages.push(Message::Heartbeat(Heartbeat {
@@ -174,6 +175,10 @@ fn samples() -> Vec<Message> {
                 duration_ms: 300,
             }),
             command: Some(command),
+            trim: Some(Trim {
+                epoch: Epoch(1),
+                through: Lsn(u64::MAX - k as u64),
+            }),
         }));
     }
     for role in [
@@ -189,6 +194,7 @@ fn samples() -> Vec<Message> {
             role,
             last_lsn: Lsn(99),
             epoch_start_lsn: Lsn(90),
+            trimmed: Lsn(80),
             quarantines: Vec::new(),
         }));
     }
@@ -198,6 +204,7 @@ fn samples() -> Vec<Message> {
         role: Role::Backup,
         last_lsn: Lsn(90),
         epoch_start_lsn: Lsn(0),
+        trimmed: Lsn(0),
         quarantines: vec![QuarantineSummary {
             epoch: Epoch(2),
             count: 9,
@@ -238,11 +245,15 @@ fn samples() -> Vec<Message> {
         epoch: Epoch(3),
         prev_lsn: Lsn(0),
         entries: Vec::new(),
+        trimmed: Lsn(0),
+        snapshot: None,
     }));
     messages.push(Message::Append(Append {
         epoch: Epoch(3),
         prev_lsn: Lsn(10),
         entries: (11..=14).map(entry).collect(),
+        trimmed: Lsn(10),
+        snapshot: Some([("k".to_string(), 3), ("l".to_string(), u64::MAX)].into()),
     }));
     messages.push(Message::AppendReply(AppendReply {
         epoch: Epoch(3),
@@ -587,32 +598,38 @@ fn arb_message() -> impl Strategy<Value = Message> {
             any::<u64>(),
             prop::option::of((arb_epoch(), any::<u64>(), any::<u64>())),
             prop::option::of(arb_command()),
+            prop::option::of((arb_epoch(), arb_lsn())),
         )
-            .prop_map(|(round, grant, command)| Message::Heartbeat(Heartbeat {
-                round,
-                grant: grant.map(|(epoch, anchor_round, duration_ms)| LeaseGrant {
-                    epoch,
-                    anchor_round,
-                    duration_ms,
-                }),
-                command,
-            })),
+            .prop_map(
+                |(round, grant, command, trim)| Message::Heartbeat(Heartbeat {
+                    round,
+                    grant: grant.map(|(epoch, anchor_round, duration_ms)| LeaseGrant {
+                        epoch,
+                        anchor_round,
+                        duration_ms,
+                    }),
+                    command,
+                    trim: trim.map(|(epoch, through)| Trim { epoch, through }),
+                })
+            ),
         (
             any::<u64>(),
             arb_epoch(),
             arb_role(),
             arb_lsn(),
             arb_lsn(),
+            arb_lsn(),
             prop::collection::vec(quarantine, 0..3),
         )
             .prop_map(
-                |(round, epoch, role, last_lsn, epoch_start_lsn, quarantines)| {
+                |(round, epoch, role, last_lsn, epoch_start_lsn, trimmed, quarantines)| {
                     Message::Report(NodeReport {
                         round,
                         epoch,
                         role,
                         last_lsn,
                         epoch_start_lsn,
+                        trimmed,
                         quarantines,
                     })
                 }
@@ -633,13 +650,19 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (
             arb_epoch(),
             arb_lsn(),
-            prop::collection::vec(arb_entry(), 0..4)
+            prop::collection::vec(arb_entry(), 0..4),
+            arb_lsn(),
+            prop::option::of(prop::collection::btree_map(".{0,8}", any::<u64>(), 0..3)),
         )
-            .prop_map(|(epoch, prev_lsn, entries)| Message::Append(Append {
-                epoch,
-                prev_lsn,
-                entries
-            })),
+            .prop_map(|(epoch, prev_lsn, entries, trimmed, snapshot)| {
+                Message::Append(Append {
+                    epoch,
+                    prev_lsn,
+                    entries,
+                    trimmed,
+                    snapshot,
+                })
+            }),
         (arb_epoch(), any::<bool>(), arb_lsn()).prop_map(|(epoch, applied, last_lsn)| {
             Message::AppendReply(AppendReply {
                 epoch,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Parser, Debug)]
 #[command(name = "sentinel_compare")]
 struct Cli {
-    /// Runs per (tool, setting) for the kill fault.
+    /// Runs per (tool, setting) for each kill fault (kill, kill-one).
     #[arg(long, default_value_t = 20)]
     runs_kill: u32,
     /// Runs per (tool, setting) for the pause fault.
@@ -69,6 +69,8 @@ enum Tool {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Fault {
     Kill,
+    /// SIGKILL a/0 alone: its cluster stays available, so standby fails shard 0 over alone.
+    KillOne,
     Pause,
 }
 
@@ -86,6 +88,7 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Fault::Kill => "kill",
+            Fault::KillOne => "kill-one",
             Fault::Pause => "pause",
         }
     }
@@ -234,7 +237,7 @@ async fn campaign_runs(cli: &Cli, ctx: &Ctx) -> Vec<RunRecord> {
     let mut plan = Vec::new();
     for &fault in &cli.faults {
         let runs = match fault {
-            Fault::Kill => cli.runs_kill,
+            Fault::Kill | Fault::KillOne => cli.runs_kill,
             Fault::Pause => cli.runs_pause,
         };
         for run in 1..=runs {
@@ -638,17 +641,20 @@ async fn story(
     }
 
     // The fault.
-    let targets = [a(0), a(1)];
+    let targets = match fault {
+        Fault::KillOne => vec![a(0)],
+        Fault::Kill | Fault::Pause => vec![a(0), a(1)],
+    };
     let t0 = Instant::now();
     record.t0_unix_ms = Some(unix_ms());
     trace.t0 = Some(t0);
     match fault {
-        Fault::Kill => servers.signal(&targets, "KILL")?,
+        Fault::Kill | Fault::KillOne => servers.signal(&targets, "KILL")?,
         Fault::Pause => servers.signal(&targets, "STOP")?,
     }
 
     match fault {
-        Fault::Kill => {
+        Fault::Kill | Fault::KillOne => {
             // The killed servers come back 2 s after the new primary's first write, or
             // RESTART_BY after the kill if it has accepted none by then (a master that needs
             // a replica to write waits for the old one to return).
@@ -657,7 +663,7 @@ async fn story(
             let restart_at = first.map_or(Instant::now(), |f| f + AFTER_FIRST_WRITE);
             sleep_checking(restart_at, &mut servers, &mut harness).await?;
             let restarted = Instant::now();
-            for node in targets {
+            for &node in &targets {
                 servers.start(node)?;
             }
             record.restarted_or_resumed_ms = Some(ms(t0, restarted));

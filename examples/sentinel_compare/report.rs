@@ -128,6 +128,7 @@ pub fn tables(records: &[RunRecord]) -> String {
         }
         let title = match fault {
             "kill" => "kill: SIGKILL a/0 and a/1 (restarted 2 s after the first write on b/0, or 10 s after the kill if b/0 accepted none by then)",
+            "kill-one" => "kill-one: SIGKILL a/0 alone, its cluster stays available (restarted as for kill)",
             "pause" => "pause: SIGSTOP a/0 and a/1, SIGCONT 5 s later",
             other => other,
         };

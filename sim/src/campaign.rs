@@ -357,7 +357,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 28] = [
+pub const MUTANTS: [MutantSpec; 29] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -489,6 +489,11 @@ pub const MUTANTS: [MutantSpec; 28] = [
         Mutation::ShardConfigUnchanged,
         "users-converge",
         "primary-node-crash-shard-fails-over",
+    ),
+    spec(
+        Mutation::TrimPastBackup,
+        "accounted-loss",
+        "replication-link-cut-then-primary-crash",
     ),
 ];
 

@@ -140,6 +140,39 @@ impl Checker<'_> {
         self.out.events.iter().map(|(t, e)| (*t, e))
     }
 
+    /// Every entry each node holds at the end, by position and write: what it discarded
+    /// from its log (as the trace recorded it, taking a node that installed its primary's
+    /// data to hold what that primary had discarded) and then its log.
+    fn held(&self) -> BTreeMap<NodeId, Vec<(Lsn, WriteId)>> {
+        let mut held: BTreeMap<NodeId, Vec<(Lsn, WriteId)>> = BTreeMap::new();
+        for (_, event) in self.events() {
+            match event {
+                Event::Node {
+                    node,
+                    event: NodeEvent::Trimmed { ids, .. },
+                } => held.entry(*node).or_default().extend(ids),
+                Event::Node {
+                    node,
+                    event: NodeEvent::Installed { base },
+                } => {
+                    let primary = node.shard().node(node.cluster.other());
+                    let from = held.get(&primary).cloned().unwrap_or_default();
+                    let kept = from.into_iter().filter(|(lsn, _)| lsn <= base).collect();
+                    held.insert(*node, kept);
+                }
+                Event::Wiped { node } => {
+                    held.remove(node);
+                }
+                _ => {}
+            }
+        }
+        for (node, disk) in &self.out.disks {
+            let log = disk.log.iter().map(|e| (e.lsn, e.id));
+            held.entry(*node).or_default().extend(log);
+        }
+        held
+    }
+
     /// Per shard, accepted writes carry non-decreasing epochs in time, and each epoch belongs
     /// to one cluster.
     fn single_writer(&mut self) {
@@ -288,9 +321,9 @@ impl Checker<'_> {
             return (0, 0);
         };
         let primary = |shard: Shard| shard.node(durable.primary_of(shard).unwrap_or(Cluster::A));
-        let in_log = |node: NodeId| -> BTreeSet<WriteId> {
-            self.out.disks[&node].log.iter().map(|e| e.id).collect()
-        };
+        let held = self.held();
+        let in_log =
+            |node: NodeId| -> BTreeSet<WriteId> { held[&node].iter().map(|&(_, id)| id).collect() };
         let in_quarantine = |shard: Shard| -> BTreeSet<WriteId> {
             Cluster::BOTH
                 .iter()
@@ -486,6 +519,7 @@ impl Checker<'_> {
                 "the controller never persisted a state".into(),
             );
         };
+        let held = self.held();
         let mut found = Vec::new();
         for (&shard, state) in &durable.shards {
             let (i, epoch) = (shard.0, state.epoch);
@@ -503,14 +537,11 @@ impl Checker<'_> {
                     bd.role, bd.epoch
                 ));
             }
-            let ids = |d: &standby::node::NodeDisk| {
-                d.log.iter().map(|e| (e.lsn, e.id)).collect::<Vec<_>>()
-            };
-            if ids(pd) != ids(bd) {
+            if held[&p] != held[&b] {
                 found.push(format!(
                     "shard {i}: {p} holds {} entries, {b} holds {}, and they differ",
-                    pd.log.len(),
-                    bd.log.len()
+                    held[&p].len(),
+                    held[&b].len()
                 ));
             }
         }

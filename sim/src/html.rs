@@ -500,7 +500,8 @@ impl Model {
                         NodeEvent::Quarantined(q) => {
                             q.lsns.map(|(first, _)| first.0.saturating_sub(1))
                         }
-                        NodeEvent::Role { .. } => None,
+                        NodeEvent::Installed { base } => Some(base.0),
+                        NodeEvent::Role { .. } | NodeEvent::Trimmed { .. } => None,
                     };
                     if let Some(lsn) = position {
                         lag.set(*node, lsn);

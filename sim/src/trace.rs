@@ -442,7 +442,9 @@ fn is_detail(event: &Event) -> bool {
             | Event::Fail { .. }
             | Event::Unknown { .. }
             | Event::Node {
-                event: NodeEvent::Accepted(_) | NodeEvent::Applied { .. },
+                event: NodeEvent::Accepted(_)
+                    | NodeEvent::Applied { .. }
+                    | NodeEvent::Trimmed { .. },
                 ..
             }
             | Event::UserConfig {
@@ -682,6 +684,17 @@ fn describe_node(event: &NodeEvent) -> String {
         NodeEvent::Applied { from, to } => {
             format!("applied lsn {}..{} from its primary", from.0, to.0)
         }
+        NodeEvent::Trimmed { through, ids } => {
+            format!(
+                "discarded {} log entries through lsn {}",
+                ids.len(),
+                through.0
+            )
+        }
+        NodeEvent::Installed { base } => format!(
+            "lacked entries its primary discarded: installed its data as of lsn {}",
+            base.0
+        ),
     }
 }
 

@@ -25,7 +25,9 @@ pub use lag::{Lag, LagTracker};
 pub use state::{Durable, Scope, ShardState};
 
 use crate::params::Params;
-use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route};
+use crate::protocol::{
+    Command, Heartbeat, LeaseGrant, NodeReport, PublishReply, Role, Route, Trim,
+};
 use crate::time::Time;
 use crate::types::{Cluster, Epoch, Lsn, NodeId, Shard, UserConfig, UserId};
 use serde::{Deserialize, Serialize};
@@ -737,6 +739,14 @@ impl Controller {
 
     /// Sends one extra heartbeat to `node`, in a round of its own (a lease is anchored at the
     /// report of one round: two reports of the same round would blur the anchor).
+    /// Sends `node` a heartbeat now, outside the rounds: what the driver's persistence held
+    /// back from its last one (a command, a grant) may go now that the state is durable.
+    pub fn resend(&mut self, now: Time, node: NodeId) {
+        if self.nodes.get(node).is_some() {
+            self.send_heartbeat(node, now);
+        }
+    }
+
     fn send_heartbeat(&mut self, node: NodeId, now: Time) {
         self.round += 1;
         self.round_sent_at.insert(self.round, now);
@@ -752,9 +762,33 @@ impl Controller {
             round: self.round,
             grant: self.grant(node),
             command: self.pending_command(node),
+            trim: self.trim(node),
         };
         self.actions
             .push_back(Action::Heartbeat { node, heartbeat });
+    }
+
+    /// Leave for `node`, its shard's primary, to discard what its backup holds: the
+    /// backup's reported position while it follows in the same epoch ([`Trim`] says why no
+    /// quarantine ever needs what is discarded).
+    fn trim(&self, node: NodeId) -> Option<Trim> {
+        let state = self.durable.shard(node.shard())?;
+        if node.cluster != state.primary {
+            return None;
+        }
+        let report = |n: NodeId| self.nodes.get(n)?.report.as_ref().map(|(r, _)| r);
+        let primary = report(node)?;
+        let backup = report(node.shard().node(state.primary.other()))?;
+        let epoch = state.epoch;
+        let is = |r: &NodeReport, role| r.epoch == epoch && r.role == role;
+        if !is(primary, Role::Primary) || !is(backup, Role::Backup) {
+            return None;
+        }
+        let through = match crate::mutated!(self, TrimPastBackup) {
+            true => primary.last_lsn,
+            false => backup.last_lsn.min(primary.last_lsn),
+        };
+        (through > primary.trimmed).then_some(Trim { epoch, through })
     }
 
     /// A lease for `node` if it is a confirmed primary of its shard's epoch, its shard in

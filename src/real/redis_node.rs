@@ -15,7 +15,7 @@
 
 use crate::control_plane::store::Guarded;
 use crate::control_plane::LeadError;
-use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, QuarantineSummary, Role};
+use crate::protocol::{Command, Heartbeat, LeaseGrant, NodeReport, QuarantineSummary, Role, Trim};
 use crate::real::store::write_file_atomically;
 use crate::service::controller::{NoReport, NodeLink};
 use crate::types::{Epoch, Lsn, NodeId};
@@ -227,6 +227,8 @@ impl NodeDisk {
 struct Status {
     epoch: u64,
     lsn: u64,
+    /// The last position discarded from the log.
+    trimmed: u64,
     /// The server's clock, in unix ms.
     now_ms: u64,
 }
@@ -389,6 +391,13 @@ impl RedisNode {
         if let Some(grant) = heartbeat.grant {
             grant_lease(&mut con, inner, grant).await?;
         }
+        if let Some(leave) = heartbeat.trim {
+            let state = inner.state.as_ref().expect("read above");
+            // A backup discards by replication; only the primary is told.
+            if state.role == Role::Primary && state.epoch == leave.epoch {
+                trim(&mut con, leave).await?;
+            }
+        }
         let status = self::status(&mut con).await?;
         inner
             .anchors
@@ -398,7 +407,7 @@ impl RedisNode {
             inner.anchors.pop_first();
         }
         let state = inner.state.as_ref().expect("read above");
-        Ok(report(state, heartbeat.round, status.lsn))
+        Ok(report(state, heartbeat.round, &status))
     }
 
     /// Connects as the agent and makes sure the server runs this build's library.
@@ -583,13 +592,14 @@ impl NodeLink for RedisNode {
 }
 
 /// As [`crate::node::Node::report`].
-fn report(state: &NodeState, round: u64, lsn: u64) -> NodeReport {
+fn report(state: &NodeState, round: u64, status: &Status) -> NodeReport {
     NodeReport {
         round,
         epoch: state.epoch,
         role: state.role,
-        last_lsn: Lsn(lsn),
+        last_lsn: Lsn(status.lsn),
         epoch_start_lsn: state.epoch_start_lsn,
+        trimmed: Lsn(status.trimmed),
         quarantines: state.quarantines.clone(),
     }
 }
@@ -654,12 +664,30 @@ fn read_summary(file: &Path) -> Option<QuarantineSummary> {
 }
 
 async fn status(con: &mut MultiplexedConnection) -> Result<Status, LinkError> {
-    let (epoch, _role, lsn, _left, now_ms): (u64, String, u64, i64, u64) = redis::cmd("FCALL")
-        .arg("standby_status")
+    let (epoch, _role, lsn, _left, now_ms, trimmed): (u64, String, u64, i64, u64, u64) =
+        redis::cmd("FCALL")
+            .arg("standby_status")
+            .arg(0)
+            .query_async(con)
+            .await?;
+    Ok(Status {
+        epoch,
+        lsn,
+        trimmed,
+        now_ms,
+    })
+}
+
+/// Discards the log up to `trim.through` if the server is primary of `trim.epoch`.
+async fn trim(con: &mut MultiplexedConnection, trim: Trim) -> Result<(), LinkError> {
+    let _gone: u64 = redis::cmd("FCALL")
+        .arg("standby_trim")
         .arg(0)
+        .arg(trim.epoch.0)
+        .arg(trim.through.0)
         .query_async(con)
         .await?;
-    Ok(Status { epoch, lsn, now_ms })
+    Ok(())
 }
 
 async fn grant(

@@ -9,15 +9,16 @@
 //!   a read-only default user makes a restarted node drop every write it had acknowledged
 //!   (seen: "NOPERM ACLs rules changed between the moment the transaction was accumulated and
 //!   the EXEC call" in the log, and the writes gone, not even in the quarantine). Hence it
-//!   holds exactly the commands the library's writes replicate as, and cannot log in.
+//!   holds exactly the commands the library's writes (and its log trim) replicate as, and
+//!   cannot log in.
 //! - `reader` (no password): reads only. No plain write reaches the data unfenced.
 //! - the writer: the library's writes (`FCALL standby_write`). ACL applies inside FCALL, so it
 //!   must hold the commands the library runs (`set del incr xadd time`); it could plain-write
 //!   if its credentials leaked: protect them.
 //! - the agent (the controller): grants and fences (`echo` gates them in the library), status,
-//!   the suffix export, REPLICAOF, FUNCTION, INFO, and replication itself (replicas log in to
-//!   their master as this user, since `default` cannot). No data writes, and keys
-//!   `standby:*` only.
+//!   the suffix export, the log's trim (`FCALL standby_trim`, which runs XTRIM), REPLICAOF,
+//!   FUNCTION, INFO, and replication itself (replicas log in to their master as this user,
+//!   since `default` cannot). No data writes, and keys `standby:*` only.
 
 use crate::real::config::RedisConfig;
 
@@ -26,10 +27,10 @@ pub fn acl_file(redis: &RedisConfig) -> std::io::Result<String> {
     let agent = redis.agent_password.read()?;
     let writer = redis.writer_password.read()?;
     Ok(format!(
-        "user default off nopass ~* resetchannels -@all +multi +exec +set +del +incr +xadd\n\
+        "user default off nopass ~* resetchannels -@all +multi +exec +set +del +incr +xadd +xtrim\n\
          user reader on nopass ~* resetchannels -@all +@read +auth +hello +ping\n\
          user {writer_user} on >{writer} ~* resetchannels -@all +@read +fcall +fcall_ro +time +set +del +incr +xadd +auth +hello +ping\n\
-         user {agent_user} on >{agent} ~standby:* resetchannels -@all +fcall +fcall_ro +echo +time +get +xrange +replicaof +function +info +ping +auth +hello +psync +replconf +sync\n",
+         user {agent_user} on >{agent} ~standby:* resetchannels -@all +fcall +fcall_ro +echo +time +get +xrange +xtrim +replicaof +function +info +ping +auth +hello +psync +replconf +sync\n",
         writer_user = redis.writer_user,
         agent_user = redis.agent_user,
     ))

@@ -132,14 +132,29 @@ redis.register_function('standby_del', function(keys, args)
   return res
 end)
 
--- [epoch, role, lsn, lease ms left (negative: expired), now ms]
+-- [epoch, role, lsn, lease ms left (negative: expired), now ms, trimmed lsn]
 redis.register_function{function_name = 'standby_status', flags = { 'no-writes', 'allow-stale' },
   callback = function(keys, args)
     local now = now_ms()
     local lsn = tonumber(redis.call('GET', 'standby:lsn') or '0')
     local left = node.role == 'primary' and (node.deadline - now) or -1
-    return { node.epoch, node.role, lsn, left, now }
+    local first = redis.call('XRANGE', 'standby:log', '-', '+', 'COUNT', 1)[1]
+    local trimmed = first and (tonumber(string.match(first[1], '^0%-(%d+)$')) - 1) or lsn
+    return { node.epoch, node.role, lsn, left, now, trimmed }
   end }
+
+-- args: epoch, through. Discards the log up to `through`, which the controller saw the
+-- backup hold (see protocol::Trim in the Rust crate: no later quarantine needs it). Only the
+-- primary of `epoch` trims, never past its last entry; XTRIM replicates, so the backup
+-- discards the same. Returns how many entries went.
+redis.register_function('standby_trim', function(keys, args)
+  agent_only()
+  local epoch, e = int_arg(args[1], 'epoch'); if e then return e end
+  local through, e2 = int_arg(args[2], 'through'); if e2 then return e2 end
+  if node.role ~= 'primary' or epoch ~= node.epoch then return 0 end
+  local lsn = tonumber(redis.call('GET', 'standby:lsn') or '0')
+  return redis.call('XTRIM', 'standby:log', 'MINID', '0-' .. (math.min(through, lsn) + 1))
+end)
 
 -- args: after_lsn [, count]. The log entries with lsn > after_lsn, oldest first, as XRANGE
 -- returns them: the divergent suffix to export before this node resyncs from a new primary.

@@ -376,6 +376,9 @@ pub async fn run_controller(
                     observer.on_action(clock.now(), &action);
                     effects.carry_out(action);
                 }
+                for node in barrier.resend() {
+                    controller.resend(clock.now(), node);
+                }
             }
             // Inputs before the tick: after a stall, the reports that came meanwhile are
             // taken before the timeouts are judged.

@@ -21,7 +21,7 @@
 use crate::controller::{Action, Durable};
 use crate::protocol::{Heartbeat, LeaseGrant};
 use crate::types::NodeId;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 /// The saves under way, and the publications waiting for them.
 #[derive(Debug, Default)]
@@ -40,6 +40,11 @@ pub struct Barrier {
     saving: bool,
     /// Publications waiting, each with the number of persists that must be durable first.
     held: VecDeque<(u64, Action)>,
+    /// The nodes whose heartbeats lost a command or a grant to [`Barrier::cover`] since the
+    /// last save: they get a heartbeat again as soon as the state is durable, rather than a
+    /// round later (a promotion's Promote, and the new primary's first grant, each wait for
+    /// a save).
+    stripped: BTreeSet<NodeId>,
 }
 
 impl Barrier {
@@ -91,6 +96,11 @@ impl Barrier {
         }
     }
 
+    /// The nodes to send a heartbeat again now that a save is done (see `stripped`).
+    pub fn resend(&mut self) -> BTreeSet<NodeId> {
+        std::mem::take(&mut self.stripped)
+    }
+
     /// The held publications whose states are now durable, in order.
     pub fn release(&mut self) -> Vec<Action> {
         let mut free = Vec::new();
@@ -112,8 +122,11 @@ impl Barrier {
     /// the new primary wrote on its lease, and the successor, not knowing the stop point, let
     /// the old primary keep a divergent suffix); and a successor waits out only the leases
     /// the bound it finds allows.
-    fn cover(&self, node: NodeId, mut heartbeat: Heartbeat) -> Heartbeat {
-        heartbeat.command = None;
+    fn cover(&mut self, node: NodeId, mut heartbeat: Heartbeat) -> Heartbeat {
+        let had = (
+            heartbeat.command.take().is_some(),
+            heartbeat.grant.is_some(),
+        );
         let backed = |grant: &LeaseGrant| {
             let saved = self.saved.as_ref();
             let shard = saved.and_then(|s| s.shard(node.shard()));
@@ -126,6 +139,9 @@ impl Barrier {
             })
         };
         heartbeat.grant = heartbeat.grant.filter(backed);
+        if had.0 || (had.1 && heartbeat.grant.is_none()) {
+            self.stripped.insert(node);
+        }
         heartbeat
     }
 }
