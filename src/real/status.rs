@@ -90,6 +90,9 @@ pub struct ShardStatus {
     pub shard: u16,
     /// Its primary node (`a/0`).
     pub primary: String,
+    /// That node's cluster (`a`).
+    #[serde(default)]
+    pub cluster: String,
     /// The epoch that node was promoted in.
     pub epoch: u64,
     /// `normal`, `failover` (its primary was declared failed, `failover (node)` when the node
@@ -309,6 +312,7 @@ fn shard_status(durable: &Durable, phase_of: impl Fn(Shard) -> Option<Phase>) ->
             ShardStatus {
                 shard: shard.0,
                 primary: shard.node(state.primary).to_string(),
+                cluster: state.primary.to_string(),
                 epoch: state.epoch.0,
                 phase: phase.to_string(),
                 backup_joined: state.backup_joined,
@@ -430,11 +434,11 @@ impl Status {
     fn fmt_shards(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
         for s in &self.shards {
-            *count.entry(cluster_of(&s.primary)).or_default() += 1;
+            *count.entry(&s.cluster).or_default() += 1;
         }
         let most = count.iter().max_by_key(|(_, n)| **n).map(|(c, _)| *c);
         for s in &self.shards {
-            if Some(cluster_of(&s.primary)) != most || s.phase != "normal" {
+            if Some(s.cluster.as_str()) != most || s.phase != "normal" {
                 let joined = match s.backup_joined {
                     true => "",
                     false => ", its backup not rejoined",
@@ -676,9 +680,4 @@ pub async fn query(address: &str, within: Duration) -> Result<(String, Status), 
 fn error_field(line: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(line).ok()?;
     Some(value.get("error")?.as_str()?.to_string())
-}
-
-/// The cluster of a node's name (`a/0` -> `a`).
-fn cluster_of(node: &str) -> &str {
-    node.split('/').next().unwrap_or(node)
 }
