@@ -788,27 +788,21 @@ impl Checker<'_> {
         failed: &dyn Fn(Cluster) -> &'h Vec<(Time, Option<Time>)>,
         node_down: &dyn Fn(NodeId) -> &'h Vec<(Time, Option<Time>)>,
     ) -> Vec<String> {
-        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
-        let end = Time::from_millis(self.scenario.duration_s * 1000);
         let n = self.scenario.topology.nodes_per_cluster;
         let mut found = Vec::new();
         for cluster in Cluster::BOTH {
             for &(start, stop) in failed(cluster) {
-                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+                let Some((deadline, since)) = self.owed(start, stop) else {
+                    continue;
+                };
                 let shards: Vec<Shard> = (0..n)
                     .map(Shard)
                     .filter(|&s| history.primary_at(s, start) == Some(cluster))
                     .collect();
-                if !lasting || start + bound > end || shards.is_empty() {
+                if shards.is_empty() {
                     continue;
                 }
                 let other = cluster.other();
-                let deadline = start + bound;
-                let since = Time(
-                    start
-                        .0
-                        .saturating_sub(self.recovery_window().as_micros() as u64),
-                );
                 // The backup must stay available for the whole bound to owe a failover; if
                 // it fails meanwhile, the double-failure rules apply instead.
                 let backup_down_meanwhile = overlaps(failed(other), start, deadline);
@@ -838,6 +832,20 @@ impl Checker<'_> {
         found
     }
 
+    /// Whether a failure from `start` to `stop` (`None`: to the end) owes a failover: it
+    /// lasted `failover_within_ms` within the run. If so, the deadline, and how far back a
+    /// backup's own failure still counts against it (the recovery window).
+    fn owed(&self, start: Time, stop: Option<Time>) -> Option<(Time, Time)> {
+        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+        if !lasting || start + bound > end {
+            return None;
+        }
+        let window = self.recovery_window().as_micros() as u64;
+        Some((start + bound, Time(start.0.saturating_sub(window))))
+    }
+
     /// The node half of [`Checker::liveness`] (shard failover on).
     fn node_liveness<'h>(
         &self,
@@ -845,27 +853,19 @@ impl Checker<'_> {
         failed: &dyn Fn(Cluster) -> &'h Vec<(Time, Option<Time>)>,
         nodes: &BTreeMap<NodeId, Vec<(Time, Option<Time>)>>,
     ) -> Vec<String> {
-        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
-        let end = Time::from_millis(self.scenario.duration_s * 1000);
         let none = Vec::new();
         let node_down = |n: NodeId| nodes.get(&n).unwrap_or(&none);
         let mut found = Vec::new();
         for (&node, intervals) in nodes {
             for &(start, stop) in intervals {
-                let lasting = stop.unwrap_or(end).saturating_since(start) >= bound;
+                let Some((deadline, since)) = self.owed(start, stop) else {
+                    continue;
+                };
                 let shard = node.shard();
-                if !lasting
-                    || start + bound > end
-                    || history.primary_at(shard, start) != Some(node.cluster)
-                {
+                if history.primary_at(shard, start) != Some(node.cluster) {
                     continue;
                 }
-                let (backup, deadline) = (node.peer(), start + bound);
-                let since = Time(
-                    start
-                        .0
-                        .saturating_sub(self.recovery_window().as_micros() as u64),
-                );
+                let backup = node.peer();
                 // A cluster that fails meanwhile is the cluster rules' to judge.
                 if overlaps(failed(node.cluster), start, deadline)
                     || overlaps(failed(backup.cluster), since, deadline)

@@ -27,6 +27,8 @@ pub struct Failover {
     pub alarm_raised: bool,
     /// Whether the backup side failed too: nothing is promoted until either side is back.
     pub double: bool,
+    /// Started at this evaluation: it moves on from the next one.
+    pub fresh: bool,
 }
 
 impl Failover {
@@ -40,9 +42,7 @@ impl Controller {
     /// Claims 1, 5, 6 and issue 15's shard failover: every shard not already failing over
     /// whose primary's cluster has failed starts a cluster failover; with shard failover on,
     /// every other whose primary node alone has failed starts one of its own.
-    /// Returns how many failovers under way it absorbed into a cluster's.
-    pub(super) fn start_failovers(&mut self, now: Time) -> usize {
-        let mut absorbed = 0;
+    pub(super) fn start_failovers(&mut self, now: Time) {
         for cluster in Cluster::BOTH {
             if !self.health[&cluster].is_available() {
                 let mut shards = self.normal_shards(|_, primary| primary.cluster == cluster);
@@ -55,7 +55,6 @@ impl Controller {
                 self.failovers = rest;
                 for failover in nodes {
                     shards.extend(failover.shards);
-                    absorbed += 1;
                 }
                 if !shards.is_empty() {
                     self.start_failover(Scope::Cluster, cluster, shards, now);
@@ -63,7 +62,7 @@ impl Controller {
             }
         }
         if !self.params.shard_failover {
-            return absorbed;
+            return;
         }
         // Declared failed and still not answering: a node declared failed long ago that
         // answers again (its recovery rounds not yet done) is coming back, not failing.
@@ -75,7 +74,6 @@ impl Controller {
             let from = self.durable.shards[&shard].primary;
             self.start_failover(Scope::Node, from, BTreeSet::from([shard]), now);
         }
-        absorbed
     }
 
     /// The shards in normal operation (no failover under way) whose primary node passes
@@ -132,6 +130,7 @@ impl Controller {
             stop_deadline: now + self.params.heartbeat_timeout(),
             alarm_raised: false,
             double: false,
+            fresh: true,
         };
         self.note(Note::FailoverStarted {
             cluster: from,

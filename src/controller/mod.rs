@@ -504,8 +504,7 @@ impl Controller {
     /// see a newly failed primary only at the next evaluation (the stop commands go out with
     /// this round), and shards promoted now are watched from the next.
     fn step(&mut self, now: Time) {
-        let under_way = self.failovers.len();
-        let under_way = under_way - self.start_failovers(now);
+        self.start_failovers(now);
         for cluster in Cluster::BOTH {
             if self.any_normal_shard(|p| p.cluster == cluster.other()) {
                 self.watch_backup(cluster, now);
@@ -514,10 +513,15 @@ impl Controller {
         self.watch_lag(now);
         // A promotion removes its failover from the list: the next one takes its place.
         let mut index = 0;
-        for _ in 0..under_way {
+        while index < self.failovers.len() {
             let before = self.failovers.len();
-            self.advance(index, now);
+            if !self.failovers[index].fresh {
+                self.advance(index, now);
+            }
             index += (self.failovers.len() == before) as usize;
+        }
+        for failover in &mut self.failovers {
+            failover.fresh = false;
         }
         self.watch_backup_nodes(now);
     }
@@ -1032,6 +1036,7 @@ fn restored_failovers(durable: &Durable, stop_deadline: Time) -> Vec<Failover> {
                 stop_deadline,
                 alarm_raised: false,
                 double: false,
+                fresh: false,
             }),
         }
     }
