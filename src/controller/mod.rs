@@ -230,9 +230,10 @@ impl Controller {
 
     /// A controller restarting from its persisted state. It treats every lease it may have
     /// granted before the restart as live for one more lease wait, presumes failed every
-    /// cluster it had reason to think failed (an open alarm, a cluster holding no primary with
-    /// a backup not yet rejoined, a primary declared failed) until it has seen it answer for
-    /// `recovery_rounds`, and resumes every failover under way.
+    /// cluster it had reason to think failed (an open alarm, unless a shard was made primary
+    /// there since; a cluster holding no primary with a backup not yet rejoined; a primary
+    /// declared failed) until it has seen it answer for `recovery_rounds`, and resumes every
+    /// failover under way.
     pub fn restore(
         params: Params,
         topology: Topology,
@@ -243,8 +244,14 @@ impl Controller {
         let nodes = NodeTable::new(topology.nodes_per_cluster);
         durable.incarnation += 1;
         let presumed_failed = |cluster: Cluster| {
-            let alarmed = (durable.open_alarms.values()).any(|a| a.says_down(cluster));
             let shards = durable.shards.values();
+            // A shard made primary in the cluster after the alarm's epoch (a shard failed back
+            // to it alone) shows the cluster was seen available since: swarm seed 45517, where
+            // a leader taking over with a's first alarm still open (a loss report pending)
+            // presumed a failed and failed a healthy a/2 over.
+            let since = |epoch| (shards.clone()).any(|s| s.primary == cluster && s.epoch > epoch);
+            let alarmed =
+                (durable.open_alarms.values()).any(|a| a.says_down(cluster) && !since(a.epoch));
             let primary = shards.clone().any(|s| s.primary == cluster);
             let unjoined = !primary && shards.clone().any(|s| !s.backup_joined);
             // Declared failed before the restart, perhaps before its first alarm was out.
