@@ -252,6 +252,8 @@ struct Inner {
     read_in: u64,
     /// Round -> the server's clock when that round's report was read: the lease anchors.
     anchors: BTreeMap<u64, u64>,
+    /// Whether the last trim of the write log failed (said once, not every round).
+    trim_failing: bool,
 }
 
 /// A [`NodeLink`] to one Redis server.
@@ -296,6 +298,7 @@ impl RedisNode {
                 state,
                 read_in: 0,
                 anchors: BTreeMap::new(),
+                trim_failing: false,
             }),
             trouble: std::sync::Mutex::new(None),
         })
@@ -395,7 +398,13 @@ impl RedisNode {
             let state = inner.state.as_ref().expect("read above");
             // A backup discards by replication; only the primary is told.
             if state.role == Role::Primary && state.epoch == leave.epoch {
-                trim(&mut con, leave).await?;
+                // Housekeeping: a failed trim must not fail the heartbeat (the node would
+                // look down). Only a server whose ACL file predates the trim refuses it.
+                let failed = trim(&mut con, leave).await.err();
+                if let (Some(e), false) = (&failed, inner.trim_failing) {
+                    tracing::warn!(node = %self.options.node, error = %e, "cannot trim the write log: write the ACL file again with `standby redis-setup` (it needs xtrim)");
+                }
+                inner.trim_failing = failed.is_some();
             }
         }
         let status = self::status(&mut con).await?;
