@@ -789,7 +789,7 @@ impl Controller {
         }
         let report = |n: NodeId| self.nodes.get(n)?.report.as_ref().map(|(r, _)| r);
         let primary = report(node)?;
-        let backup = report(node.shard().node(state.primary.other()))?;
+        let backup = report(node.peer())?;
         let epoch = state.epoch;
         let is = |r: &NodeReport, role| r.epoch == epoch && r.role == role;
         if !is(primary, Role::Primary) || !is(backup, Role::Backup) {
