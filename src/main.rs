@@ -57,6 +57,20 @@ enum Command {
         #[arg(long, conflicts_with = "json")]
         leader: bool,
     },
+    /// Approve the promotion the controller holds back because the backup lags beyond
+    /// `promotion_lag_entries` (an open `promotion held` alarm): the backup is promoted, and
+    /// the writes it lacks are lost unless the old primary returns. Written where the
+    /// controller keeps its state (etcd, under this config's login, or beside the state file).
+    #[cfg(not(madsim))]
+    Promote {
+        /// The controller's config file (its `[etcd]` table or `state_file`).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Approve only this alarm (its id, as `standby status` shows it); default: every
+        /// open promotion-held alarm.
+        #[arg(long)]
+        alarm: Option<u64>,
+    },
     /// Act as one user: follow its route from the config center and write or read through
     /// the route's Redis server (fenced by epoch and lease).
     #[cfg(not(madsim))]
@@ -135,6 +149,8 @@ fn main() {
         } => real::status(&controller, json, leader),
         #[cfg(not(madsim))]
         Command::RedisSetup { config, acl_file } => real::redis_setup(&config, &acl_file),
+        #[cfg(not(madsim))]
+        Command::Promote { config, alarm } => real::promote(&config, alarm),
         #[cfg(not(madsim))]
         Command::Client {
             config_center,
@@ -244,6 +260,34 @@ mod real {
             Ok((line, _)) if json => println!("{line}"),
             Ok((_, status)) => print!("{status}"),
             Err(e) => fail(EXIT_FAILURE, &e),
+        }
+    }
+
+    /// `standby promote --config FILE [--alarm ID]`.
+    pub fn promote(file: &Path, only: Option<u64>) {
+        let config = Config::load(file).unwrap_or_else(|e| fail(EXIT_USAGE, &e));
+        let approved = match (&config.etcd, &config.state_file) {
+            (Some(etcd), _) => {
+                let options = etcd
+                    .options(&config.params)
+                    .unwrap_or_else(|e| fail(EXIT_USAGE, &e));
+                runtime()
+                    .block_on(async {
+                        let client = standby::control_plane::connect(&options).await?;
+                        standby::control_plane::orders::approve(&client, &options, only).await
+                    })
+                    .unwrap_or_else(|e| fail(EXIT_FAILURE, &e))
+            }
+            (None, Some(state)) => standby::real::store::approve(state, only)
+                .unwrap_or_else(|e| fail(EXIT_FAILURE, &e)),
+            (None, None) => fail(
+                EXIT_USAGE,
+                &"the config names neither [etcd] nor state_file",
+            ),
+        };
+        match approved {
+            Ok(ids) => println!("approved promotion-held alarm(s) {ids:?}: the controller promotes at its next round"),
+            Err(why) => fail(EXIT_FAILURE, &why),
         }
     }
 

@@ -86,11 +86,15 @@ pub enum Mutation {
     ShardConfigUnchanged,
     /// Lets a primary discard its whole log, not only what its backup holds.
     TrimPastBackup,
+    /// Promotes a backup past `promotion_lag_entries` without an operator's approval.
+    IgnoresPromotionGate,
+    /// Holds a promotion back for an operator, and then ignores the operator's approval.
+    IgnoresApproval,
 }
 
 impl Mutation {
     /// Every mutant (not `None`).
-    pub const ALL: [Mutation; 29] = [
+    pub const ALL: [Mutation; 31] = [
         Mutation::NoFencing,
         Mutation::SkipLeaseWait,
         Mutation::RatioInclusive,
@@ -120,6 +124,8 @@ impl Mutation {
         Mutation::ShardNoFencing,
         Mutation::ShardConfigUnchanged,
         Mutation::TrimPastBackup,
+        Mutation::IgnoresPromotionGate,
+        Mutation::IgnoresApproval,
     ];
 
     /// The name used on the command line (`--mutant no-fencing`).
@@ -155,6 +161,8 @@ impl Mutation {
             Mutation::ShardNoFencing => "shard-no-fencing",
             Mutation::ShardConfigUnchanged => "shard-config-unchanged",
             Mutation::TrimPastBackup => "trim-past-backup",
+            Mutation::IgnoresPromotionGate => "ignores-promotion-gate",
+            Mutation::IgnoresApproval => "ignores-approval",
         }
     }
 

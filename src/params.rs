@@ -42,6 +42,12 @@ pub struct Params {
     /// corroboration the other nodes give. A node whose address refuses the connection (no
     /// lost packet does that) needs only `failure_rounds`.
     pub node_failure_rounds: u32,
+    /// Issue 15, item 2 (Patroni's `maximum_lag_on_failover`): a failover whose backup surely
+    /// lacks more than this many of its old primary's entries, or whose lag is not known, is
+    /// not promoted automatically: the promotion-held alarm asks an operator (`standby
+    /// promote`), and the old primary is made primary again if it returns first. 0 (the
+    /// default): every failover promotes on its own.
+    pub promotion_lag_entries: u64,
 }
 
 impl Default for Params {
@@ -58,6 +64,7 @@ impl Default for Params {
             lag_alarm_entries: 0,
             shard_failover: true,
             node_failure_rounds: 3,
+            promotion_lag_entries: 0,
         }
     }
 }

@@ -1492,6 +1492,60 @@ fn story_b_a_silent_primary_node_fails_over_its_shard_alone() {
     assert!(world.violations.is_empty(), "{:?}", world.violations);
 }
 
+/// Issue 15, item 2: a backup lagging beyond `promotion_lag_entries` is not promoted until an
+/// operator approves; the hold survives a restart (its alarm is durable), and an approval
+/// promotes it at the next evaluation.
+#[test]
+fn a_lagging_backup_is_promoted_only_once_approved_even_across_a_restart() {
+    let params = Params {
+        promotion_lag_entries: 5,
+        ..Params::default()
+    };
+    let users: Vec<(u32, u16)> = (0..3).map(|i| (i as u32, i)).collect();
+    let mut world = World::new(params, topology(3, &users, 0), Network::PERFECT, 7);
+    world.run_until(ms(1000));
+    let a1 = NodeId::new(Cluster::A, 1);
+    world.accept_writes(a1, 10); // b/1 never gets them.
+    world.run_until(ms(1200));
+    world.silence(Cluster::A, 1..2);
+    world.run_until(ms(3000));
+    let held: Vec<Alarm> = (world.raised().into_iter())
+        .filter(|a| a.kind == AlarmKind::PromotionHeld)
+        .collect();
+    assert_eq!(held.len(), 1, "{held:#?}");
+    let (hold, shard) = (&held[0], Shard(1));
+    assert_eq!((hold.cluster, hold.shard), (Cluster::A, Some(shard)));
+    assert_eq!(hold.recovery_point[&shard].surely_unapplied, Some(10));
+    let primary = |w: &World| w.controller.durable().shards[&shard].primary;
+    assert_eq!(primary(&world), Cluster::A, "held, not promoted");
+    assert!(world.controller.awaiting_operator());
+    // A restart keeps the hold: no second alarm, still no promotion.
+    world.restart_controller();
+    world.run_until(ms(4000));
+    let holds = world
+        .raised()
+        .iter()
+        .filter(|a| a.kind == AlarmKind::PromotionHeld)
+        .count();
+    assert_eq!(holds, 1);
+    assert_eq!(primary(&world), Cluster::A);
+    // An approval of some other alarm changes nothing; this one's promotes b/1.
+    world.controller.approve([hold.id + 100].into());
+    world.run_until(ms(4500));
+    assert_eq!(primary(&world), Cluster::A);
+    world.controller.approve([hold.id].into());
+    world.run_until(ms(5000));
+    assert_eq!(primary(&world), Cluster::B);
+    assert!(world.has_lease(NodeId::new(Cluster::B, 1)));
+    let closed = (world.cleared().into_iter()).find(|(id, ..)| *id == hold.id);
+    assert_eq!(
+        closed,
+        Some((hold.id, AlarmKind::PromotionHeld, Resolution::Approved))
+    );
+    assert!(!world.controller.awaiting_operator());
+    assert!(world.violations.is_empty(), "{:?}", world.violations);
+}
+
 #[test]
 fn story_b_primary_minority_silent_does_not_fail_over_the_cluster() {
     // Claim 4 alone: a cluster above the ratio is available, and nothing moves.

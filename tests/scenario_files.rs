@@ -253,3 +253,13 @@ fn a_fault_with_a_fixed_start_and_a_trigger_is_refused() {
         ],
     );
 }
+
+#[test]
+fn an_operators_command_that_heals_is_refused_naming_the_field() {
+    let approve = "[[faults]]\nkind = \"approve\"\nat_ms = 20000\nduration_ms = 5000\n";
+    let message = refused(&format!("{GOOD}\n{approve}"));
+    assert_names(
+        &message,
+        &["scenarios/bad.toml", "duration_ms", "does not heal"],
+    );
+}

@@ -112,6 +112,9 @@ scenario_tests! {
     a_shard_with_both_nodes_down_alarms_and_promotes_nothing => "primary-and-backup-node-down",
     a_shard_failed_over_alone_is_untouched_by_its_old_clusters_failover => "shard-fails-over-then-its-cluster-fails",
     a_cut_off_primary_node_is_fenced_by_its_lease_before_its_shard_moves => "primary-node-cut-off-with-long-leases",
+    a_lagging_backup_is_promoted_only_once_the_operator_approves => "promotion-held-until-the-operator-approves",
+    a_held_promotion_ends_when_the_old_primary_returns_with_nothing_lost => "promotion-held-until-the-old-primary-returns",
+    a_lagging_cluster_is_promoted_only_once_the_operator_approves => "promotion-held-for-a-cluster-until-approved",
 }
 
 /// The single-writer checker can fail: with fencing switched off (no lease waits, no fence

@@ -357,7 +357,7 @@ pub struct MutantSpec {
 
 /// Every mutant with the checker that must catch it. Together they name every checker, so
 /// that removing any one of them lets some mutant survive.
-pub const MUTANTS: [MutantSpec; 29] = [
+pub const MUTANTS: [MutantSpec; 31] = [
     spec(
         Mutation::NoFencing,
         "single-writer",
@@ -494,6 +494,16 @@ pub const MUTANTS: [MutantSpec; 29] = [
         Mutation::TrimPastBackup,
         "accounted-loss",
         "replication-link-cut-then-primary-crash",
+    ),
+    spec(
+        Mutation::IgnoresPromotionGate,
+        "expectation",
+        "promotion-held-until-the-operator-approves",
+    ),
+    spec(
+        Mutation::IgnoresApproval,
+        "liveness",
+        "promotion-held-until-the-operator-approves",
     ),
 ];
 

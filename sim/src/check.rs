@@ -70,6 +70,8 @@ pub struct Measures {
     pub etcd_alarm: bool,
     /// Whether a lag alarm was raised.
     pub lag_alarm: bool,
+    /// Whether a promotion was held back for an operator (`promotion_lag_entries`).
+    pub promotion_held: bool,
     /// What became of the users' writes.
     pub availability: Availability,
 }
@@ -761,6 +763,11 @@ impl Checker<'_> {
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::BackupFailed => {
                     history.second_alarms.push((t, a.cluster, a.shard))
                 }
+                Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::PromotionHeld => {
+                    let shards = a.recovery_point.keys().copied().collect();
+                    history.holds.push((t, a.id, a.cluster, shards))
+                }
+                Event::Operator { approved, .. } => history.approvals.push((t, approved)),
                 _ => {}
             }
         }
@@ -813,7 +820,9 @@ impl Checker<'_> {
                         .iter()
                         .filter(|s| !overlaps(node_down(s.node(other)), since, deadline));
                     for &shard in owed {
-                        if !history.promoted(shard, other, start, deadline) {
+                        let held =
+                            self.held_back(history, (cluster, shard), (start, stop), deadline);
+                        if !history.promoted(shard, other, start, deadline) && !held {
                             found.push(format!("primary {cluster} failed at {start} with {other} available, and {other} was not promoted by {deadline} ({shard})"));
                             break;
                         }
@@ -848,6 +857,41 @@ impl Checker<'_> {
         Some((start + bound, Time(start.0.saturating_sub(window))))
     }
 
+    /// Whether `shard`'s promotion out of `cluster`, owed by `deadline` for a failure from
+    /// `start` to `stop`, was rightly held back for an operator: a promotion-held alarm
+    /// about it was raised by the deadline, and the shard was made primary somewhere (the
+    /// backup, or the old primary back) within `failover_within_ms` of its release, the
+    /// operator's approval or the old primary's return, whichever came first. Nothing is owed
+    /// while neither has come, nor when the run ends before the bound.
+    fn held_back(
+        &self,
+        history: &History,
+        (cluster, shard): (Cluster, Shard),
+        (start, stop): (Time, Option<Time>),
+        deadline: Time,
+    ) -> bool {
+        let hold = (history.holds.iter()).find(|(t, _, c, shards)| {
+            *t >= start && *t <= deadline && *c == cluster && shards.contains(&shard)
+        });
+        let Some(&(held_at, id, _, _)) = hold else {
+            return false;
+        };
+        let approved = (history.approvals.iter())
+            .find(|(t, ids)| *t >= held_at && ids.contains(&id))
+            .map(|(t, _)| *t);
+        let release = match (approved, stop) {
+            (Some(a), Some(s)) => a.min(s),
+            (a, s) => match a.or(s) {
+                Some(release) => release,
+                None => return true,
+            },
+        };
+        let bound = Duration::from_millis(self.scenario.expect.failover_within_ms);
+        let end = Time::from_millis(self.scenario.duration_s * 1000);
+        let served = |c: Cluster| history.promoted(shard, c, held_at, release + bound);
+        release + bound > end || served(cluster) || served(cluster.other())
+    }
+
     /// The node half of [`Checker::liveness`] (shard failover on).
     fn node_liveness<'h>(
         &self,
@@ -876,7 +920,9 @@ impl Checker<'_> {
                 }
                 let promoted = history.promoted(shard, backup.cluster, start, deadline);
                 if !overlaps(node_down(backup), since, deadline) {
-                    if !promoted {
+                    let held =
+                        self.held_back(history, (node.cluster, shard), (start, stop), deadline);
+                    if !promoted && !held {
                         found.push(format!("primary node {node} failed at {start} with {backup} available, and {backup} was not made {shard}'s primary by {deadline}"));
                     }
                 } else if Self::failed_at(node_down(backup), start).is_some()
@@ -952,6 +998,9 @@ impl Checker<'_> {
                 }
                 Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::Lag => {
                     m.lag_alarm = true
+                }
+                Event::Alarm(AlarmEvent::Raised(a)) if a.kind == AlarmKind::PromotionHeld => {
+                    m.promotion_held = true
                 }
                 Event::Node {
                     event: NodeEvent::Quarantined(q),
@@ -1056,6 +1105,12 @@ impl Checker<'_> {
                 m.lag_alarm
             ));
         }
+        if let Some(want) = e.promotion_held.filter(|&w| w != m.promotion_held) {
+            problems.push(format!(
+                "expected a promotion held for the operator = {want}, saw {}",
+                m.promotion_held
+            ));
+        }
         if let Some(max) = e.detection_ms_max {
             if let Some(d) = m.detection_ms.iter().find(|&&d| d > max) {
                 problems.push(format!("detection took {d} ms, over the {max} ms allowed"));
@@ -1114,7 +1169,11 @@ impl Checker<'_> {
 fn losses_of(resolution: &Resolution) -> Option<&BTreeMap<Shard, QuarantineSummary>> {
     match resolution {
         Resolution::LossReport(report) | Resolution::Resumed(report) => Some(report),
-        Resolution::BackupRecovered | Resolution::CaughtUp | Resolution::NewEpoch => None,
+        Resolution::BackupRecovered
+        | Resolution::CaughtUp
+        | Resolution::NewEpoch
+        | Resolution::Approved
+        | Resolution::PrimaryBack => None,
     }
 }
 
@@ -1146,6 +1205,10 @@ struct History<'a> {
     promotions: Vec<(Time, Cluster, Option<Shard>)>,
     /// Second alarms: the backup's cluster, and the shard of one about a node.
     second_alarms: Vec<(Time, Cluster, Option<Shard>)>,
+    /// Promotion-held alarms: the id, the failed cluster, the shards held back.
+    holds: Vec<(Time, u64, Cluster, Vec<Shard>)>,
+    /// The operator's approvals: when, and which alarms.
+    approvals: Vec<(Time, &'a [u64])>,
 }
 
 impl History<'_> {

@@ -21,6 +21,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 const ETCD_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 3);
+/// The operator's machine, where `standby` subcommands run (scenario events).
+const OPERATOR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 4);
 const ETCD_PORT: u16 = 2379;
 /// Where each replica's config center listens, on the replica's address.
 const CENTER_PORT: u16 = 7001;
@@ -298,4 +300,37 @@ impl ControllerObserver for ReplicaTrace {
         };
         self.trace.record(event);
     }
+}
+
+/// Spawns the operator's machine: nothing runs there until an operator's command does.
+pub fn spawn_operator(handle: &Handle) -> NodeHandle {
+    handle
+        .create_node()
+        .name("operator")
+        .ip(IpAddr::V4(OPERATOR_IP))
+        .build()
+}
+
+/// Runs `standby promote` on the operator's machine: the real command's code, against the
+/// simulated etcd, its outcome traced.
+pub fn approve(operator: &NodeHandle, trace: &Trace) {
+    let trace = trace.clone();
+    operator.spawn(async move {
+        let (_, hold) = standby::control_plane::hold::hold(|_| {});
+        let options = etcd_options(1, 0, Mutation::None, hold);
+        let approved = async {
+            let client = standby::control_plane::connect(&options).await?;
+            standby::control_plane::orders::approve(&client, &options, None).await
+        };
+        let (outcome, approved) = match approved.await {
+            Ok(Ok(ids)) => (format!("approved promotion-held alarm(s) {ids:?}"), ids),
+            Ok(Err(why)) => (format!("refused: {why}"), Vec::new()),
+            Err(e) => (format!("failed: {e}"), Vec::new()),
+        };
+        trace.record(Event::Operator {
+            command: "standby promote".into(),
+            outcome,
+            approved,
+        });
+    });
 }

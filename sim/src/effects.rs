@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Every effect a run can show, by name (the names `expect.effects` takes).
-pub const EFFECTS: [&str; 13] = [
+pub const EFFECTS: [&str; 14] = [
     "node-unanswering",
     "replication-blocked",
     "publication-during-cut",
@@ -30,10 +30,11 @@ pub const EFFECTS: [&str; 13] = [
     "leader-changed",
     "etcd-alarm",
     "lag-alarm",
+    "promotion-approved",
 ];
 
 /// Every controller transition the coverage report counts.
-pub const TRANSITIONS: [&str; 24] = [
+pub const TRANSITIONS: [&str; 27] = [
     "node-declared-down",
     "node-declared-up",
     "cluster-declared-failed",
@@ -58,6 +59,9 @@ pub const TRANSITIONS: [&str; 24] = [
     "lag-alarm-raised",
     "alarm-closed-caught-up",
     "alarm-closed-new-epoch",
+    "promotion-held",
+    "alarm-closed-approved",
+    "alarm-closed-primary-back",
 ];
 
 /// What one run showed.
@@ -247,6 +251,18 @@ impl<'a> View<'a> {
                 add(traffic, "traffic-during-fault");
                 add(self.leader_changed(window), "leader-changed");
                 add(self.etcd_alarmed(window), "etcd-alarm");
+            }
+            FaultKind::Approve => {
+                let approved = self.during(window).any(|e| {
+                    matches!(
+                        e,
+                        Event::Alarm(AlarmEvent::Cleared {
+                            resolution: Resolution::Approved,
+                            ..
+                        })
+                    )
+                });
+                add(approved, "promotion-approved");
             }
         }
         found
@@ -456,6 +472,7 @@ pub fn transition(event: &Event) -> Option<&'static str> {
             AlarmKind::PrimaryFailed => "first-alarm-raised",
             AlarmKind::BackupFailed => "second-alarm-raised",
             AlarmKind::Lag => "lag-alarm-raised",
+            AlarmKind::PromotionHeld => "promotion-held",
         },
         Event::Alarm(AlarmEvent::Cleared { resolution, .. }) => match resolution {
             Resolution::LossReport(_) => "alarm-closed-loss-report",
@@ -464,6 +481,8 @@ pub fn transition(event: &Event) -> Option<&'static str> {
             Resolution::BackupRecovered => "alarm-closed-backup-recovered",
             Resolution::CaughtUp => "alarm-closed-caught-up",
             Resolution::NewEpoch => "alarm-closed-new-epoch",
+            Resolution::Approved => "alarm-closed-approved",
+            Resolution::PrimaryBack => "alarm-closed-primary-back",
         },
         _ => return None,
     };

@@ -470,9 +470,13 @@ impl Model {
                         AlarmKind::PrimaryFailed => ("first alarm", COLOR_ALARM1),
                         AlarmKind::BackupFailed => ("second alarm", COLOR_ALARM2),
                         AlarmKind::Lag => ("lag alarm", COLOR_LAG),
+                        AlarmKind::PromotionHeld => ("promotion held", COLOR_LAG),
                     };
                     let about = match (alarm.lag, alarm.shard) {
                         (Some(lag), _) => format!("{} behind", lag.shard.node(alarm.cluster)),
+                        _ if alarm.kind == AlarmKind::PromotionHeld => {
+                            format!("{} waits for `standby promote`", alarm.cluster.other())
+                        }
                         (None, Some(shard)) => format!("{} failed", shard.node(alarm.cluster)),
                         (None, None) => format!("{} failed", alarm.cluster),
                     };

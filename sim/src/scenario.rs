@@ -75,6 +75,7 @@ impl FaultKind {
             FaultKind::ReplicaCrash { replicas } => format!("crash {}", replicas.join(" ")),
             FaultKind::ReplicaPause { replicas } => format!("pause {}", replicas.join(" ")),
             FaultKind::EtcdPause => "etcd paused".to_owned(),
+            FaultKind::Approve => "the operator runs `standby promote`".to_owned(),
         }
     }
 }
@@ -345,6 +346,9 @@ pub enum FaultKind {
     /// etcd stops answering until the fault heals (it keeps its data: a simulated etcd would
     /// come back from a crash empty, which a real one never does).
     EtcdPause,
+    /// An operator runs `standby promote`: it approves every open promotion-held alarm in
+    /// etcd, from a node of its own (the real command's code). Not a fault: it never heals.
+    Approve,
 }
 
 /// What must happen in every seed's run.
@@ -365,6 +369,9 @@ pub struct Expect {
     /// Whether a lag alarm (a backup behind beyond `controller.lag_alarm_ms` or
     /// `lag_alarm_entries`) must be raised (true), or none may be (false).
     pub lag_alarm: Option<bool>,
+    /// Whether a promotion must be held back for an operator (`promotion_lag_entries`)
+    /// (true), or none may be (false).
+    pub promotion_held: Option<bool>,
     /// Whether the run must end converged (every fault healed; data identical; no alarm).
     pub converge: bool,
     /// Quiet time after the last heal before convergence is checked, in ms.
@@ -401,6 +408,7 @@ impl Default for Expect {
             double_failure: None,
             etcd_alarm: None,
             lag_alarm: None,
+            promotion_held: None,
             converge: true,
             quiet_ms: 10_000,
             detection_ms_max: None,
@@ -620,6 +628,10 @@ impl Scenario {
             }
             FaultKind::Latency { min_ms, max_ms } if min_ms > max_ms => {
                 return Err(("min_ms".into(), "must not exceed max_ms".into()))
+            }
+            FaultKind::Approve if fault.duration_ms.is_some() => {
+                let reason = "an operator's command does not heal: remove it".into();
+                return Err(("duration_ms".into(), reason));
             }
             _ => Vec::new(),
         };

@@ -153,6 +153,8 @@ pub fn generate(seed: u64) -> Scenario {
     let (control_plane, plane_faults) =
         control_plane(&mut rng, &faults, &controller, (window, nodes));
     faults.extend(plane_faults);
+    // Drawn after all the above, for the same reason.
+    faults.extend(promotion_gate(&mut rng, &mut controller, before_ms));
     let last_heal = (faults.iter())
         .map(|f| {
             let latest_start = f.after.as_ref().map(|t| t.before_ms);
@@ -263,6 +265,34 @@ fn triggered_faults(
         });
     }
     triggered
+}
+
+/// One seed in four holds back the promotion of a backup lagging more than a bound of 1 to
+/// 10 entries (`promotion_lag_entries`, issue 15 item 2), and in two of three of those an
+/// operator runs `standby promote` 0 to 3 s after the first promotion-held alarm (if one is
+/// raised before `before_ms`); otherwise the old primary's return ends the hold.
+fn promotion_gate(rng: &mut SplitMix64, controller: &mut Params, before_ms: u64) -> Vec<Fault> {
+    if !rng.chance(1, 4) {
+        return Vec::new();
+    }
+    controller.promotion_lag_entries = rng.range(1, 10);
+    if !rng.chance(2, 3) {
+        return Vec::new();
+    }
+    let trigger = Trigger {
+        transition: "promotion-held".into(),
+        nth: 1,
+        from_ms: FAULT_START_MS,
+        delay_ms: rng.range(0, 3_000),
+        before_ms,
+    };
+    vec![Fault {
+        kind: FaultKind::Approve,
+        at_ms: None,
+        window_ms: None,
+        after: Some(trigger),
+        duration_ms: None,
+    }]
 }
 
 /// One seed in three runs three controller replicas with an etcd lease of 3 s, and,

@@ -198,6 +198,16 @@ pub enum Event {
         /// The term it acted in.
         term: u64,
     },
+    /// An operator's command (a scenario event) ran: what it was, and what came of it. (Last:
+    /// the trace hash encodes each event's variant by its place.)
+    Operator {
+        /// The command, as typed.
+        command: String,
+        /// What it printed: what it did, or why it did nothing.
+        outcome: String,
+        /// The promotion-held alarms it approved (none, if it did nothing).
+        approved: Vec<u64>,
+    },
 }
 
 thread_local! {
@@ -474,6 +484,9 @@ pub fn describe(event: &Event) -> String {
         Event::Fault {
             what, healed: true, ..
         } => format!("HEALED    {what}"),
+        Event::Operator {
+            command, outcome, ..
+        } => format!("OPERATOR  {command}: {outcome}"),
         Event::Truth {
             cluster,
             available,
@@ -541,11 +554,26 @@ pub fn describe(event: &Event) -> String {
                 alarm.id, alarm.epoch
             )
         }
+        Event::Alarm(AlarmEvent::Raised(alarm)) if alarm.kind == AlarmKind::PromotionHeld => {
+            let lacks = (alarm.recovery_point.iter()).map(|(shard, point)| {
+                let lacks = point.surely_unapplied;
+                let lacks = lacks.map_or("an unknown number of".into(), |n| n.to_string());
+                let (old, new) = (shard.node(alarm.cluster), shard.node(alarm.cluster.other()));
+                format!("{new} lacks {lacks} writes of {old}")
+            });
+            format!(
+                "ALARM #{} PROMOTION HELD beyond the lag bound: {}; waiting for `standby promote`, or for {} to answer again",
+                alarm.id,
+                lacks.collect::<Vec<_>>().join(", "),
+                alarm.shard.map_or(alarm.cluster.to_string(), |s| s.node(alarm.cluster).to_string()),
+            )
+        }
         Event::Alarm(AlarmEvent::Raised(alarm)) => {
             let (up, total) = alarm.available_nodes;
             let which = match alarm.kind {
                 AlarmKind::PrimaryFailed => "FIRST ALARM: primary",
                 AlarmKind::BackupFailed | AlarmKind::Lag => "SECOND ALARM: backup",
+                AlarmKind::PromotionHeld => "PROMOTION HELD: primary",
             };
             let mut line = match alarm.shard {
                 None => format!(
@@ -590,6 +618,12 @@ pub fn describe(event: &Event) -> String {
             Resolution::BackupRecovered => format!("ALARM #{id} closed: the backup recovered"),
             Resolution::CaughtUp => format!("ALARM #{id} closed: the backup caught up"),
             Resolution::NewEpoch => format!("ALARM #{id} closed: a new epoch began"),
+            Resolution::Approved => {
+                format!("ALARM #{id} closed: the operator approved, the backup was promoted")
+            }
+            Resolution::PrimaryBack => {
+                format!("ALARM #{id} closed: the old primary answered again and was made primary")
+            }
             Resolution::LossReport(report) => {
                 let total: u64 = report.values().map(|q| q.count).sum();
                 let head =

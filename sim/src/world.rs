@@ -217,6 +217,8 @@ struct World {
     /// running faults hold it.
     holds: Vec<(HoldSwitch, u32)>,
     etcd: NodeHandle,
+    /// The operator's machine, if the scenario has operator's commands.
+    operator: Option<NodeHandle>,
     users: Vec<NodeHandle>,
     /// Who leads, and the last durable state, as the replicas' observers saw them.
     shared: Arc<Shared>,
@@ -310,6 +312,9 @@ impl World {
             })
             .collect();
         let truth = Cluster::BOTH.into_iter().map(|c| (c, Vec::new())).collect();
+        // Only where it is needed: a node more changes every other scenario's traces.
+        let commands = (scenario.faults.iter()).any(|f| f.kind == FaultKind::Approve);
+        let operator = commands.then(|| control_plane::spawn_operator(&handle));
         World {
             scenario,
             trace,
@@ -319,6 +324,7 @@ impl World {
             replicas,
             holds: holds.into_iter().map(|switch| (switch, 0)).collect(),
             etcd,
+            operator,
             users,
             shared,
             hit: BTreeMap::new(),
@@ -419,6 +425,7 @@ impl World {
         let ids = (self.nodes.values().chain(self.users.iter()))
             .chain(self.replicas.iter())
             .chain([&self.etcd])
+            .chain(self.operator.iter())
             .map(|node| node.id());
         for id in ids {
             self.handle.kill(id);
@@ -539,6 +546,10 @@ impl World {
                 true => self.handle.resume(self.etcd.id()),
                 false => self.handle.pause(self.etcd.id()),
             },
+            FaultKind::Approve => {
+                let operator = self.operator.as_ref().expect("made for its commands");
+                control_plane::approve(operator, &self.trace);
+            }
         }
         self.update_truth();
     }

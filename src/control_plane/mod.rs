@@ -13,6 +13,7 @@ pub mod center;
 #[cfg(madsim)]
 pub mod hold;
 pub mod lead;
+pub mod orders;
 pub mod reach;
 pub mod replica;
 pub mod store;

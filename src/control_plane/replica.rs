@@ -167,7 +167,7 @@ type Memory = Arc<std::sync::Mutex<Option<crate::controller::Durable>>>;
 #[cfg(feature = "mutants")]
 mod mutant {
     use super::{EtcdStore, Memory};
-    use crate::controller::Durable;
+    use crate::controller::{Durable, Orders};
     use crate::service::controller::{Store, StoreFuture};
     use crate::time::Time;
     use std::sync::Arc;
@@ -197,6 +197,10 @@ mod mutant {
 
         fn act_until(&self) -> Option<Time> {
             self.inner.act_until()
+        }
+
+        fn orders(&self) -> StoreFuture<'_, Orders> {
+            self.inner.orders()
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The controller's durable state in etcd, every write guarded by the writer's leadership.
 
 use super::lead::Lead;
+use super::orders::read_orders;
 use super::{call, EtcdOptions, LeadError};
-use crate::controller::Durable;
+use crate::controller::{Durable, Orders};
 use crate::service::controller::{Stopped, Store, StoreFuture};
 use crate::time::Time;
 use etcd_client::{Client, Compare, Txn, TxnOp};
@@ -139,5 +140,10 @@ impl Store for EtcdStore {
 
     fn act_until(&self) -> Option<Time> {
         Some(self.lead.until())
+    }
+
+    fn orders(&self) -> StoreFuture<'_, Orders> {
+        let guarded = &self.guarded;
+        Box::pin(async move { Ok(read_orders(&guarded.client, &guarded.options).await?) })
     }
 }

@@ -20,6 +20,11 @@ pub enum AlarmKind {
     /// One shard's backup is further behind its primary than the bound (issue 15, item 2):
     /// a failover now would lose that much. It says nothing of the cluster's health.
     Lag,
+    /// A failover's backup surely lacks more than `promotion_lag_entries` of its old
+    /// primary's writes, or nobody knows how many (issue 15, item 2): it is not promoted until
+    /// an operator approves this alarm (`standby promote`). Its recovery point lists the
+    /// shards held back.
+    PromotionHeld,
 }
 
 /// An alarm for an operator.
@@ -43,8 +48,9 @@ pub struct Alarm {
     pub epoch: Epoch,
     /// Nodes answering when the failure was declared, and the cluster's size.
     pub available_nodes: (usize, usize),
-    /// First alarm only: per shard it covers (every shard that failed over with it), what is
-    /// known of the recovery point.
+    /// First alarm: per shard it covers (every shard that failed over with it), what is
+    /// known of the recovery point. Promotion-held alarm: the same, for the shards whose
+    /// backup is beyond the bound.
     pub recovery_point: BTreeMap<Shard, RecoveryPoint>,
     /// First alarm only: per shard whose node in the failed cluster was made primary again
     /// (it resumed, or the other side failed back to it) before it rejoined, the epoch.
@@ -62,13 +68,14 @@ pub struct Alarm {
 impl Alarm {
     /// Whether this alarm says `cluster` is down: a first or second alarm about `cluster`,
     /// which has not been made primary again since (an alarm that waits for a resumed
-    /// cluster's losses says nothing of its health, nor does a lag alarm or one about a
-    /// single node).
+    /// cluster's losses says nothing of its health, nor does a lag or promotion-held alarm,
+    /// or one about a single node).
     pub fn says_down(&self, cluster: Cluster) -> bool {
-        self.cluster == cluster
-            && self.resumed_in.is_empty()
-            && self.kind != AlarmKind::Lag
-            && self.shard.is_none()
+        let failure = matches!(
+            self.kind,
+            AlarmKind::PrimaryFailed | AlarmKind::BackupFailed
+        );
+        self.cluster == cluster && self.resumed_in.is_empty() && failure && self.shard.is_none()
     }
 
     /// Whether every shard the alarm covers has its loss in: a first alarm closes then.
@@ -108,8 +115,14 @@ pub enum Resolution {
     BackupRecovered,
     /// Lag alarm: the shard's backup is back within half the bound.
     CaughtUp,
-    /// Lag alarm: a new epoch began (a promotion), with new primaries and backups.
+    /// Lag alarm: a new epoch began (a promotion), with new primaries and backups. Promotion-held
+    /// alarm: a promotion without approval, the bound having been lifted since.
     NewEpoch,
+    /// Promotion-held alarm: an operator approved it, and the backup was promoted.
+    Approved,
+    /// Promotion-held alarm: the old primary answered again first and was made primary
+    /// again, with every write it had.
+    PrimaryBack,
 }
 
 /// An alarm raised or closed.

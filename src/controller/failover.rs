@@ -5,12 +5,13 @@
 //! recovery point, the backup checked, the old leases waited out, and the shards promoted in
 //! one new epoch.
 
+use super::alarm::{Alarm, RecoveryPoint};
 use super::state::Scope;
 use super::{AlarmKind, Controller, Note, Resolution};
 use crate::protocol::Role;
 use crate::time::Time;
 use crate::types::{Cluster, NodeId, Shard, UserId};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A failover under way: the primaries of `shards`, all in `from`, declared failed together.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,8 +224,89 @@ impl Controller {
             self.backup_failed_too(index, now);
         } else if checked && !heard {
             // Available only on the grace of a restart: wait for answers, or its failure.
-        } else if self.leases_expired(&failover, now) {
+        } else if !self.leases_expired(&failover, now) {
+        } else if self.promotion_allowed(index, now) {
             self.promote(index, backup, false, now);
+        } else if self.may_take(&failover, failover.from) {
+            // Held back by the lag bound, and the old primary is back with every write.
+            self.promote(index, failover.from, true, now);
+        }
+    }
+
+    /// Issue 15, item 2: whether the failover at `index` may promote its backup side. With
+    /// `promotion_lag_entries` set, not while a shard's backup surely lacks more entries
+    /// than that, or nobody knows (its first alarm's recovery point), unless an operator
+    /// approved the promotion-held alarm, raised here the first time.
+    fn promotion_allowed(&mut self, index: usize, now: Time) -> bool {
+        let bound = self.params.promotion_lag_entries;
+        if bound == 0 || crate::mutated!(self, IgnoresPromotionGate) {
+            return true;
+        }
+        let failover = &self.failovers[index];
+        let beyond = |point: &RecoveryPoint| point.surely_unapplied.is_none_or(|n| n > bound);
+        let held: BTreeMap<Shard, RecoveryPoint> = (self.first_alarm(failover).iter())
+            .flat_map(|a| a.recovery_point.iter())
+            .filter(|(_, point)| beyond(point))
+            .map(|(shard, point)| (*shard, point.clone()))
+            .collect();
+        if held.is_empty() {
+            return true;
+        }
+        if let Some(alarm) = self.hold_alarm(failover) {
+            return self.approved.contains(&alarm.id) && !crate::mutated!(self, IgnoresApproval);
+        }
+        let (from, shard) = (failover.from, failover.shard());
+        let mut alarm = self.new_alarm(AlarmKind::PromotionHeld, from, now);
+        alarm.shard = shard;
+        alarm.users = self.users_of(shard);
+        alarm.recovery_point = held;
+        self.raise(alarm);
+        false
+    }
+
+    /// The open first alarm of `failover`.
+    fn first_alarm(&self, failover: &Failover) -> Option<&Alarm> {
+        let shard = failover.shard();
+        (self.durable.open_alarms.values()).find(|a| {
+            a.kind == AlarmKind::PrimaryFailed
+                && a.cluster == failover.from
+                && a.shard == shard
+                && a.resumed_in.is_empty()
+        })
+    }
+
+    /// The open promotion-held alarm of `failover`, if its promotion was held back.
+    fn hold_alarm(&self, failover: &Failover) -> Option<&Alarm> {
+        (self.durable.open_alarms.values()).find(|a| {
+            a.kind == AlarmKind::PromotionHeld
+                && a.cluster == failover.from
+                && a.shard == failover.shard()
+        })
+    }
+
+    /// Whether some failover waits for an operator's approval (its driver then reads the
+    /// operator's orders, [`Controller::approve`]).
+    pub fn awaiting_operator(&self) -> bool {
+        (self.durable.open_alarms.values()).any(|a| a.kind == AlarmKind::PromotionHeld)
+    }
+
+    /// The operator's standing orders: the promotion-held alarms approved so far (a set
+    /// that only grows; an id never comes back, so an approval never reaches a later
+    /// failover).
+    pub fn approve(&mut self, approved: BTreeSet<u64>) {
+        self.approved = approved;
+    }
+
+    /// Whether `cluster` may be made primary again for the failover's shards: its cluster
+    /// (or, for a node's failure, its node) is available and has answered since the restart.
+    fn may_take(&self, failover: &Failover, cluster: Cluster) -> bool {
+        let trusts_grace = crate::mutated!(self, RestartTrustsPrimary);
+        match failover.shard() {
+            None => {
+                self.health[&cluster].is_available()
+                    && (trusts_grace || self.heard_from_enough(cluster))
+            }
+            Some(shard) => self.node_eligible(shard.node(cluster)),
         }
     }
 
@@ -262,14 +344,9 @@ impl Controller {
             return;
         }
         let primary = failover.from;
-        let trusts_grace = crate::mutated!(self, RestartTrustsPrimary);
-        let back = |c: Cluster| match failover.shard() {
-            None => self.health[&c].is_available() && (trusts_grace || self.heard_from_enough(c)),
-            Some(shard) => self.node_eligible(shard.node(c)),
-        };
-        if back(primary) {
+        if self.may_take(&failover, primary) {
             self.promote(index, primary, true, now);
-        } else if back(primary.other()) {
+        } else if self.may_take(&failover, primary.other()) && self.promotion_allowed(index, now) {
             self.promote(index, primary.other(), false, now);
         }
     }

@@ -22,7 +22,7 @@ pub use alarm::{Alarm, AlarmEvent, AlarmKind, RecoveryPoint, Resolution};
 pub use failover::Failover;
 pub use health::{Availability, ClusterHealth, NodeTable, NodeView};
 pub use lag::{Lag, LagTracker};
-pub use state::{Durable, Scope, ShardState};
+pub use state::{Durable, Orders, Scope, ShardState};
 
 use crate::params::Params;
 use crate::protocol::{
@@ -188,6 +188,9 @@ pub struct Controller {
     nodes: NodeTable,
     /// The primaries' positions, for the backups' lag (not durable: a restart starts afresh).
     lag: LagTracker,
+    /// The promotion-held alarms an operator approved (not durable: the orders are read
+    /// again from where the operator wrote them).
+    approved: BTreeSet<u64>,
     /// When the controller (re)started: nodes get one timeout of grace, and every lease granted
     /// before a restart is treated as live until one lease wait after it.
     started_at: Time,
@@ -276,6 +279,7 @@ impl Controller {
             failovers,
             nodes,
             lag: LagTracker::default(),
+            approved: BTreeSet::new(),
             started_at: now,
             round,
             round_sent_at: BTreeMap::new(),
@@ -681,6 +685,19 @@ impl Controller {
         });
         for id in lagging.map(|a| a.id).collect::<Vec<_>>() {
             self.clear_alarm(id, Resolution::NewEpoch, now);
+        }
+        let held = (self.durable.open_alarms.values()).filter(|a| {
+            a.kind == AlarmKind::PromotionHeld
+                && a.recovery_point.keys().any(|s| shards.contains(s))
+        });
+        for (id, from) in held.map(|a| (a.id, a.cluster)).collect::<Vec<_>>() {
+            let resolution = match (from == cluster, self.approved.contains(&id)) {
+                (true, _) => Resolution::PrimaryBack,
+                (false, true) => Resolution::Approved,
+                // The bound was lifted (a restart with other parameters).
+                (false, false) => Resolution::NewEpoch,
+            };
+            self.clear_alarm(id, resolution, now);
         }
         if shard.is_some() && crate::mutated!(self, ShardConfigUnchanged) {
             self.published = epoch; // Nothing published, and nothing left to retry.

@@ -4,7 +4,7 @@
 use super::alarm::Alarm;
 use crate::types::{Cluster, Epoch, Lsn, Shard};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What failed, when a shard's primary is declared failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -92,5 +92,103 @@ impl Durable {
     pub fn sole_primary(&self) -> Option<Cluster> {
         let primaries = self.primaries();
         (primaries.len() == 1).then(|| *primaries.keys().next().expect("one"))
+    }
+}
+
+/// What operators ordered, kept where the durable state is (etcd, or beside the state file)
+/// and written only by `standby` subcommands, never by the controller: a promotion-held
+/// alarm's approval so far (issue 15, item 2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orders {
+    /// The promotion-held alarms whose backups may be promoted (`standby promote`). Alarm
+    /// ids are never reused, so an approval cannot reach a later failover.
+    pub approved: BTreeSet<u64>,
+}
+
+impl Orders {
+    /// Approves the open promotion-held alarms of `durable` (only alarm `only`, if given);
+    /// returns the ids approved now, or why there is none.
+    pub fn approve(&mut self, durable: &Durable, only: Option<u64>) -> Result<Vec<u64>, String> {
+        let held: Vec<u64> = (durable.open_alarms.values())
+            .filter(|a| a.kind == super::AlarmKind::PromotionHeld)
+            .map(|a| a.id)
+            .collect();
+        let chosen: Vec<u64> = match only {
+            None => held.clone(),
+            Some(id) => held.iter().copied().filter(|&h| h == id).collect(),
+        };
+        if chosen.is_empty() {
+            let open = match held.is_empty() {
+                true => "none is open".to_owned(),
+                false => format!("open: {held:?}"),
+            };
+            let what = only.map_or("any".to_owned(), |id| format!("alarm {id}"));
+            return Err(format!(
+                "no promotion-held alarm to approve ({what}; {open})"
+            ));
+        }
+        self.approved.extend(&chosen);
+        Ok(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::{Alarm, AlarmKind};
+    use crate::time::Time;
+
+    fn alarm(id: u64, kind: AlarmKind) -> Alarm {
+        Alarm {
+            id,
+            kind,
+            cluster: Cluster::A,
+            shard: None,
+            users: Vec::new(),
+            raised_at: Time::ZERO,
+            epoch: Epoch(1),
+            available_nodes: (0, 3),
+            recovery_point: BTreeMap::new(),
+            resumed_in: BTreeMap::new(),
+            losses: BTreeMap::new(),
+            lag: None,
+        }
+    }
+
+    fn state(alarms: &[Alarm]) -> Durable {
+        Durable {
+            epoch: Epoch(1),
+            shards: BTreeMap::new(),
+            open_alarms: alarms.iter().map(|a| (a.id, a.clone())).collect(),
+            next_alarm_id: 10,
+            lease_bound_ms: 0,
+            incarnation: 1,
+        }
+    }
+
+    #[test]
+    fn only_open_promotion_held_alarms_are_approved() {
+        let held = [
+            alarm(3, AlarmKind::PrimaryFailed),
+            alarm(4, AlarmKind::PromotionHeld),
+            alarm(6, AlarmKind::PromotionHeld),
+        ];
+        let mut orders = Orders::default();
+        assert_eq!(orders.approve(&state(&held), Some(6)), Ok(vec![6]));
+        assert_eq!(orders.approve(&state(&held), None), Ok(vec![4, 6]));
+        assert_eq!(orders.approved, BTreeSet::from([4, 6]));
+        // The first alarm is no promotion-held alarm; nothing is approved twice over.
+        let refused = orders
+            .approve(&state(&held), Some(3))
+            .expect_err("not held");
+        assert!(
+            refused.contains("alarm 3") && refused.contains("[4, 6]"),
+            "{refused}"
+        );
+        let none = orders
+            .approve(&state(&held[..1]), None)
+            .expect_err("none held");
+        assert!(none.contains("none is open"), "{none}");
+        assert_eq!(orders.approved, BTreeSet::from([4, 6]));
     }
 }

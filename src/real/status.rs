@@ -133,7 +133,8 @@ pub struct ClusterStatus {
 pub struct AlarmStatus {
     /// The alarm's id.
     pub id: u64,
-    /// `primary failed` (the first alarm) or `backup failed` (the second).
+    /// `primary failed` (the first alarm), `backup failed` (the second), `backup lagging` or
+    /// `promotion held`.
     pub kind: String,
     /// The cluster that failed.
     pub cluster: String,
@@ -385,6 +386,7 @@ fn kind_text(kind: AlarmKind) -> &'static str {
         AlarmKind::PrimaryFailed => "primary failed",
         AlarmKind::BackupFailed => "backup failed",
         AlarmKind::Lag => "backup lagging",
+        AlarmKind::PromotionHeld => "promotion held",
     }
 }
 
@@ -474,6 +476,9 @@ impl Status {
             }
             if let Some((shard, entries, behind_ms)) = alarm.lag {
                 writeln!(f, "    shard {shard}: the backup lacked {entries} entries, the oldest first seen on the primary {behind_ms} ms before")?;
+            }
+            if alarm.kind == kind_text(AlarmKind::PromotionHeld) {
+                writeln!(f, "    the backup is not promoted until an operator runs `standby promote` (or the old primary answers again first)")?;
             }
             if let Some(epoch) = alarm.resumed_in {
                 writeln!(f, "    {} was made primary again (last in e{epoch}): waiting for each of its nodes to say what it quarantined before", alarm.cluster)?;

@@ -5,7 +5,7 @@
 //! cannot be read is an error at startup, never a fresh start, and a save that would lower
 //! the epoch on disk is refused.
 
-use crate::controller::Durable;
+use crate::controller::{Durable, Orders};
 use crate::service::controller::{Stopped, Store, StoreFuture};
 use crate::types::Epoch;
 use std::fs::{File, OpenOptions};
@@ -144,6 +144,57 @@ impl Store for FileStore {
         });
         Box::pin(std::future::ready(saved))
     }
+
+    fn orders(&self) -> StoreFuture<'_, Orders> {
+        let orders = read_orders(&orders_path(&self.path)).map_err(|e| Stopped::Io(e.to_string()));
+        Box::pin(std::future::ready(orders))
+    }
+}
+
+/// Where a controller on `state` finds the operators' orders: `<state file>.orders`,
+/// written by `standby promote` on the same machine.
+pub fn orders_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".orders");
+    PathBuf::from(name)
+}
+
+/// The orders in `path` (none, if there is no such file).
+pub fn read_orders(path: &Path) -> Result<Orders, StoreError> {
+    let file = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            file,
+            reason: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Orders::default()),
+        Err(source) => Err(StoreError::Read { file, source }),
+    }
+}
+
+/// Approves the open promotion-held alarms (only alarm `only`, if given) of the state in
+/// `state` (read without its lock: the controller holds it), in `<state>.orders`; returns
+/// their ids. `Ok(Err(why))`: nothing to approve.
+pub fn approve(state: &Path, only: Option<u64>) -> Result<Result<Vec<u64>, String>, StoreError> {
+    let Some(durable) = read(state)? else {
+        return Ok(Err(format!("{}: no controller state yet", state.display())));
+    };
+    let path = orders_path(state);
+    let mut orders = read_orders(&path)?;
+    let ids = match orders.approve(&durable, only) {
+        Ok(ids) => ids,
+        Err(why) => return Ok(Err(why)),
+    };
+    let mut json = serde_json::to_vec_pretty(&orders).map_err(|e| StoreError::Corrupt {
+        file: path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    json.push(b'\n');
+    write_file_atomically(&path, &json).map_err(|source| StoreError::Write {
+        file: path.display().to_string(),
+        source,
+    })?;
+    Ok(Ok(ids))
 }
 
 /// Creates and locks `<path>.lock` (released when the returned file is closed, also when the

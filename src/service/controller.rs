@@ -1,7 +1,7 @@
 //! The controller's service: drives the sans-IO [`Controller`] with a clock, heartbeats over
 //! TCP (or any other [`NodeLink`]), the config center, a durable store and alarm sinks.
 
-use crate::controller::{Action, Controller, Durable, Topology};
+use crate::controller::{Action, Controller, Durable, Orders, Topology};
 use crate::params::Params;
 use crate::protocol::{Heartbeat, NodeReport};
 use crate::service::persist::Barrier;
@@ -122,6 +122,12 @@ pub trait Store: Send + Sync {
     /// leads only while its etcd lease is surely alive. `None`: no bound.
     fn act_until(&self) -> Option<Time> {
         None
+    }
+    /// The operators' standing orders ([`Orders`]), read only while a failover waits for
+    /// them. An error is logged and the read tried again a round later: an order that
+    /// cannot be read is one not given yet. None, by default.
+    fn orders(&self) -> StoreFuture<'_, Orders> {
+        Box::pin(std::future::ready(Ok(Orders::default())))
     }
 }
 
@@ -320,6 +326,9 @@ pub async fn run_controller(
     };
     let mut barrier = Barrier::new();
     let mut saving: Option<SaveFuture> = None;
+    // The operators' orders, read once a round while a failover waits for them.
+    let mut reading: Option<OrdersFuture> = None;
+    let mut next_read = clock.now();
     // The loop wakes at least every heartbeat interval; a gap much longer than that is a
     // stall of the process, not a silence of the nodes.
     let stall = params_interval_and_timeout(&controller);
@@ -346,6 +355,10 @@ pub async fn run_controller(
         }
         if saving.is_none() {
             saving = barrier.start().map(|state| save(store.clone(), state));
+        }
+        if reading.is_none() && controller.awaiting_operator() && clock.now() >= next_read {
+            next_read = clock.now() + controller.params().heartbeat_interval();
+            reading = Some(read_orders(store.clone()));
         }
         observer.on_state(clock.now(), &controller);
         // Wake at the store's deadline too, to stop there rather than at the next input.
@@ -378,6 +391,13 @@ pub async fn run_controller(
                 }
                 for node in barrier.resend() {
                     controller.resend(clock.now(), node);
+                }
+            }
+            orders = async { reading.as_mut().expect("a read in flight").await }, if reading.is_some() => {
+                reading = None;
+                match orders {
+                    Ok(orders) => controller.approve(orders.approved),
+                    Err(e) => tracing::warn!(%e, "cannot read the operators' orders; trying again"),
                 }
             }
             // Inputs before the tick: after a stall, the reports that came meanwhile are
@@ -420,6 +440,13 @@ fn save(store: Arc<dyn Store>, state: Durable) -> SaveFuture {
         let done = store.save(&state).await;
         (state, done)
     })
+}
+
+/// A read of the operators' orders in flight.
+type OrdersFuture = Pin<Box<dyn Future<Output = Result<Orders, Stopped>> + Send>>;
+
+fn read_orders(store: Arc<dyn Store>) -> OrdersFuture {
+    Box::pin(async move { store.orders().await })
 }
 
 /// Where the controller's actions go: heartbeats to the nodes, publications to the config
