@@ -561,3 +561,88 @@ async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
     let resumed = paused_link.heartbeat(beat(3), timeout).await;
     assert!(resumed.is_ok(), "a resumed server answers: {resumed:?}");
 }
+
+/// Issue 15, item 2, on real Redis: shard 1's replication is cut while its user writes, so
+/// b/1 lags; a/1 is killed. With `promotion_lag_entries` set, the controller raises the
+/// promotion-held alarm instead of promoting b/1, and `standby promote` (the binary, as an
+/// operator runs it) releases it: b/1 takes the user's writes in epoch 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_backup_is_promoted_only_when_the_operator_says_so() {
+    use standby::client::{Client, ClientOptions};
+    let (dir, mut servers, config) = start_servers("real-gate").await;
+    let file = dir.join("controller.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let gated = text.replace("[params]\n", "[params]\npromotion_lag_entries = 5\n");
+    std::fs::write(&file, gated).unwrap();
+    let config = Config::load(&file).unwrap_or_else(|e| panic!("{e}; was {config:?}"));
+    assert_eq!(config.params.promotion_lag_entries, 5);
+    let controller = RunningController::start(config.clone()).await;
+    let status_address = controller.status_address.clone();
+    status_until(&status_address, "epoch 1 on a", |s| {
+        s.epoch == 1 && s.phase == "normal"
+    })
+    .await;
+    let (a1, b1) = (NodeId::new(Cluster::A, 1), NodeId::new(Cluster::B, 1));
+    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
+        .with_config_centers(vec![controller.center.clone()]);
+    let one = Arc::new(Client::start(options));
+    one.wait_for_route(SETTLE).await.expect("a first route");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    acked(&log, 1, a1, 10).await;
+    cut_replication(&servers.address(a1)).await;
+    let cut = log.lock().unwrap().len();
+    acked(&log, 1, a1, cut + 40).await;
+
+    servers.kill(a1);
+    let status = status_until(&status_address, "promotion held", |s| {
+        (s.open_alarms.iter()).any(|a| a.kind == "promotion held" && a.shard == Some(1))
+    })
+    .await;
+    let text = status.to_string();
+    assert!(text.contains("standby promote"), "{text}");
+    // Held: shard 1 stays on a/1, in epoch 1, for as long as nobody approves.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = status_until(&status_address, "still held", |_| true).await;
+    let shard = (status.shards.iter())
+        .find(|s| s.shard == 1)
+        .expect("shard 1");
+    assert_eq!(
+        (shard.primary.as_str(), shard.epoch),
+        ("a/1", 1),
+        "{status:?}"
+    );
+
+    let promote = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["promote", "--config"])
+        .arg(&file)
+        .output()
+        .expect("standby promote runs");
+    let said = String::from_utf8_lossy(&promote.stdout);
+    assert!(promote.status.success(), "{promote:?}");
+    assert!(said.contains("approved promotion-held alarm"), "{said}");
+    acked(&log, 2, b1, 1).await;
+    status_until(&status_address, "shard 1 on b/1, hold closed", |s| {
+        let moved = (s.shards.iter()).any(|x| x.shard == 1 && x.primary == "b/1");
+        moved && !(s.open_alarms.iter()).any(|a| a.kind == "promotion held")
+    })
+    .await;
+    // Nothing left to approve: the command says so and fails.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["promote", "--config"])
+        .arg(&file)
+        .output()
+        .expect("standby promote runs");
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && why.contains("no promotion-held alarm"),
+        "{why}"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writing.await.unwrap();
+    controller.stop().await;
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
+}
