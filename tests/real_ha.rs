@@ -188,6 +188,17 @@ impl Replica {
     /// Writes replica `index`'s config in `dir` (the shared test config with an `[etcd]` table
     /// through a relay of its own, and its own listeners) and starts it.
     async fn start(dir: &Path, servers: &Servers, etcd: &Etcd, index: usize) -> Replica {
+        Replica::start_with(dir, servers, etcd, index, "").await
+    }
+
+    /// [`Replica::start`], with `params` (TOML lines) added to the config's `[params]`.
+    async fn start_with(
+        dir: &Path,
+        servers: &Servers,
+        etcd: &Etcd,
+        index: usize,
+        params: &str,
+    ) -> Replica {
         let name = format!("controller-{index}");
         let (status, center) = (free_port(), free_port());
         let relay = Relay::start(etcd.endpoint.clone()).await;
@@ -198,6 +209,7 @@ impl Replica {
             alarms.display()
         );
         let config = controller_config(dir, servers)
+            .replacen("[params]\n", &format!("[params]\n{params}"), 1)
             .replacen("[controller]", &alarm_command, 1)
             .replace(&format!("state_file = \"{}/state.json\"\n", dir.display()), "")
             .replace(
@@ -280,11 +292,16 @@ struct World {
 
 impl World {
     async fn start(name: &str) -> World {
+        World::start_with(name, "").await
+    }
+
+    /// [`World::start`], with `params` (TOML lines) in every replica's `[params]`.
+    async fn start_with(name: &str, params: &str) -> World {
         let (dir, servers, _) = start_servers(name).await;
         let etcd = Etcd::start(&dir).await;
         let mut replicas = Vec::new();
         for index in 0..3 {
-            replicas.push(Replica::start(&dir, &servers, &etcd, index).await);
+            replicas.push(Replica::start_with(&dir, &servers, &etcd, index, params).await);
         }
         World {
             dir,
@@ -753,4 +770,61 @@ async fn enable_auth(endpoint: &str, password: &str) {
     auth.user_grant_role("standby", "standby").await.unwrap();
     auth.auth_enable().await.unwrap();
     let _ = etcd.get("probe", None).await;
+}
+
+/// Issue 15, item 2, on the control plane: shard 1's backup lags (its replication cut) when
+/// a/1 is killed, so the leader holds the promotion for an operator; the hold is durable in
+/// etcd and survives the leader's death; `standby promote`, run against etcd with a
+/// replica's config, releases it, and b/1 takes the user's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_held_promotion_survives_a_new_leader_and_is_released_through_etcd() {
+    use standby::client::{Client, ClientOptions};
+    use standby::types::UserId;
+    use std::sync::Mutex;
+    let mut world = World::start_with("ha-gate", "promotion_lag_entries = 5\n").await;
+    let (leader, _) = (world.leader(None, "a first leader", |s| steady(s, 1, "a"))).await;
+    let (a1, b1) = (NodeId::new(Cluster::A, 1), NodeId::new(Cluster::B, 1));
+    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
+        .with_config_centers(world.centers());
+    let one = Arc::new(Client::start(options));
+    one.wait_for_route(SETTLE).await.expect("a first route");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    acked(&log, 1, a1, 10).await;
+    cut_replication(&world.servers.address(a1)).await;
+    let cut = log.lock().unwrap().len();
+    acked(&log, 1, a1, cut + 40).await;
+
+    world.servers.kill(a1);
+    let held = |s: &Status| (s.open_alarms.iter()).any(|a| a.kind == "promotion held");
+    world.leader(None, "the promotion held", held).await;
+    world.replicas[leader].kill();
+    let (next, status) = world
+        .leader(Some(leader), "a new leader, still held", held)
+        .await;
+    let shard = (status.shards.iter())
+        .find(|s| s.shard == 1)
+        .expect("shard 1");
+    assert_eq!(
+        (shard.primary.as_str(), shard.epoch),
+        ("a/1", 1),
+        "{status:?}"
+    );
+
+    let promote = Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["promote", "--config"])
+        .arg(&world.replicas[next].config)
+        .output()
+        .expect("standby promote runs");
+    assert!(promote.status.success(), "{promote:?}");
+    acked(&log, 2, b1, 1).await;
+    world
+        .leader(None, "shard 1 on b/1, the hold closed", |s| {
+            let moved = (s.shards.iter()).any(|x| x.shard == 1 && x.primary == "b/1");
+            moved && !held(s)
+        })
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    writing.await.unwrap();
 }
