@@ -11,7 +11,7 @@ use super::{AlarmKind, Controller, Note, Resolution};
 use crate::protocol::Role;
 use crate::time::Time;
 use crate::types::{Cluster, NodeId, Shard, UserId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// A failover under way: the primaries of `shards`, all in `from`, declared failed together.
 #[derive(Clone, Debug, PartialEq)]
@@ -236,7 +236,8 @@ impl Controller {
     /// Issue 15, item 2: whether the failover at `index` may promote its backup side. With
     /// `promotion_lag_entries` set, not while a shard's backup surely lacks more entries
     /// than that, or nobody knows (its first alarm's recovery point), unless an operator
-    /// approved the promotion-held alarm, raised here the first time.
+    /// approved the promotion-held alarm, raised here the first time (listing every shard
+    /// of the failover: they are held together).
     fn promotion_allowed(&mut self, index: usize, now: Time) -> bool {
         let bound = self.params.promotion_lag_entries;
         if bound == 0 || crate::mutated!(self, IgnoresPromotionGate) {
@@ -244,14 +245,12 @@ impl Controller {
         }
         let failover = &self.failovers[index];
         let beyond = |point: &RecoveryPoint| point.surely_unapplied.is_none_or(|n| n > bound);
-        let held: BTreeMap<Shard, RecoveryPoint> = (self.first_alarm(failover).iter())
-            .flat_map(|a| a.recovery_point.iter())
-            .filter(|(_, point)| beyond(point))
-            .map(|(shard, point)| (*shard, point.clone()))
-            .collect();
-        if held.is_empty() {
+        let points = self.first_alarm(failover).map(|a| &a.recovery_point);
+        if !points.is_some_and(|p| p.values().any(beyond)) {
             return true;
         }
+        // Its shards fail over together: every one of them is held, and listed.
+        let held = points.cloned().unwrap_or_default();
         if let Some(alarm) = self.hold_alarm(failover) {
             return self.approved.contains(&alarm.id) && !crate::mutated!(self, IgnoresApproval);
         }
