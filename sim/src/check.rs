@@ -104,8 +104,10 @@ pub fn check(scenario: &Scenario, out: &RunOutput) -> Verdict {
     checker.single_writer();
     checker.single_leader();
     checker.epochs_monotonic();
-    let (lost_writes, lost_span_ms) = checker.lost_writes();
-    checker.convergence();
+    // Every entry each node held through the run, computed once for both checks that use it.
+    let held = checker.held();
+    let (lost_writes, lost_span_ms) = checker.lost_writes(&held);
+    checker.convergence(&held);
     checker.users_converge();
     checker.liveness();
     let mut measures = checker.measures();
@@ -318,12 +320,11 @@ impl Checker<'_> {
     /// Durability (sync) and accounted loss (async): every acknowledged write is in the final
     /// data of its shard's primary, or, in async mode only, in the old primary's quarantine,
     /// in a loss report, and acknowledged before the end of the window its alarm named.
-    fn lost_writes(&mut self) -> (u64, u64) {
+    fn lost_writes(&mut self, held: &BTreeMap<NodeId, Vec<(Lsn, WriteId)>>) -> (u64, u64) {
         let Some(durable) = &self.out.durable else {
             return (0, 0);
         };
         let primary = |shard: Shard| shard.node(durable.primary_of(shard).unwrap_or(Cluster::A));
-        let held = self.held();
         let in_log =
             |node: NodeId| -> BTreeSet<WriteId> { held[&node].iter().map(|&(_, id)| id).collect() };
         let in_quarantine = |shard: Shard| -> BTreeSet<WriteId> {
@@ -498,7 +499,7 @@ impl Checker<'_> {
 
     /// When every fault has healed and the quiet period passed: identical data per shard,
     /// replication primary -> backup, both clusters healthy, no alarm open.
-    fn convergence(&mut self) {
+    fn convergence(&mut self, held: &BTreeMap<NodeId, Vec<(Lsn, WriteId)>>) {
         let expect = &self.scenario.expect;
         // A fault that never started (its transition did not come in time) needs no heal.
         let started = || self.out.schedule.iter().zip(&self.scenario.faults);
@@ -521,7 +522,6 @@ impl Checker<'_> {
                 "the controller never persisted a state".into(),
             );
         };
-        let held = self.held();
         let mut found = Vec::new();
         for (&shard, state) in &durable.shards {
             let (i, epoch) = (shard.0, state.epoch);

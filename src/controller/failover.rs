@@ -225,6 +225,7 @@ impl Controller {
         } else if checked && !heard {
             // Available only on the grace of a restart: wait for answers, or its failure.
         } else if !self.leases_expired(&failover, now) {
+            // The old primaries may still write: nothing moves before their leases end.
         } else if self.promotion_allowed(index, now) {
             self.promote(index, backup, false, now);
         } else if self.may_take(&failover, failover.from) {
