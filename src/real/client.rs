@@ -140,9 +140,23 @@ pub enum ReadError {
     /// No route yet.
     #[error("no route from the config center")]
     NoRoute,
-    /// The node could not be reached or answered with an error.
+    /// The node refused it: it may not answer reads linearizably now (the library's error:
+    /// `FENCED 2`, `STALE_EPOCH 2`, `NOT_PRIMARY backup`, `LEASE_EXPIRED 12`).
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// The node could not be reached, or its reply was lost.
     #[error("{0}")]
     Failed(String),
+}
+
+impl From<WriteError> for ReadError {
+    fn from(error: WriteError) -> ReadError {
+        match error {
+            WriteError::NoRoute => ReadError::NoRoute,
+            WriteError::Rejected(why) => ReadError::Rejected(why),
+            WriteError::Unknown(why) | WriteError::Unreachable(why) => ReadError::Failed(why),
+        }
+    }
 }
 
 /// One user's client: follows the user's route from the config center (in a background task,
@@ -161,9 +175,22 @@ impl Drop for Client {
     }
 }
 
-/// What one attempt of a write came to.
-enum Attempt {
-    Acked(Ack),
+/// An operation a [`Client`] tries until it is done or `route_wait` has passed.
+#[derive(Clone, Copy, Debug)]
+enum Op<'a> {
+    Write { key: &'a str, value: &'a str },
+    Read { key: &'a str },
+}
+
+/// What a done operation answered.
+enum Done {
+    Written(Ack),
+    Read(Option<String>),
+}
+
+/// What one attempt of a write (or a read) came to.
+enum Attempt<T = Ack> {
+    Acked(T),
     /// The reply came after the lease it reported.
     Late(String),
     Rejected(String),
@@ -232,6 +259,14 @@ impl Client {
     /// reply when a newer route arrives is abandoned for it: the controller has deposed the
     /// node it went to, which is likely paused or dead.
     pub async fn write(&self, key: &str, value: &str) -> Result<Ack, WriteError> {
+        match self.retried(Op::Write { key, value }).await? {
+            Done::Written(ack) => Ok(ack),
+            Done::Read(_) => unreachable!("a write answers with an ack"),
+        }
+    }
+
+    /// The retries of [`Client::write`] and [`Client::read`].
+    async fn retried(&self, op: Op<'_>) -> Result<Done, WriteError> {
         let deadline = Instant::now() + self.options.route_wait;
         let mut route = self.route().ok_or(WriteError::NoRoute)?;
         // An attempt that may have been written: if no later one is acknowledged, the
@@ -241,7 +276,7 @@ impl Client {
         loop {
             let attempt = tokio::select! {
                 biased;
-                attempt = self.attempt(&route, key, value) => attempt,
+                attempt = self.attempt_op(&route, op) => attempt,
                 Some(newer) = self.newer_route(route.epoch, MAX_WAIT) => {
                     Attempt::Lost(format!("{}: no reply before the epoch {} route", route.node, newer.epoch))
                 }
@@ -262,22 +297,49 @@ impl Client {
                 None => return Err(maybe_written.unwrap_or(last)),
             };
             pause = (pause * 2).min(RETRY_PAUSE_MAX);
-            tracing::debug!(%key, epoch = %route.epoch, node = %route.node, "retrying");
+            tracing::debug!(?op, epoch = %route.epoch, node = %route.node, "retrying");
         }
     }
 
-    /// Reads `key` from the route's node (as the writer user, which may read).
+    /// Reads `key` through the fence (`FCALL_RO standby_read`): the route's node answers
+    /// only while it is primary in the route's epoch under an unexpired lease, so no other
+    /// node can have taken a write since (a promotion waits every old lease out): the value
+    /// is the newest acknowledged one when the read ran, never a deposed primary's stale
+    /// one. Unlike a write's, a late reply changes nothing: the read ran under the lease.
+    /// Refusals are retried on the newest route as writes are, for up to `route_wait`.
     pub async fn read(&self, key: &str) -> Result<Option<String>, ReadError> {
-        let route = self.route().ok_or(ReadError::NoRoute)?;
-        let mut con = self
-            .connection(&route.address)
-            .await
-            .map_err(|e| ReadError::Failed(format!("{}: {e}", route.address)))?;
-        let value = redis::cmd("GET").arg(key).query_async(&mut con).await;
-        value.map_err(|e| {
-            self.forget(&route.address);
-            ReadError::Failed(format!("{}: {e}", route.address))
-        })
+        match self.retried(Op::Read { key }).await? {
+            Done::Read(value) => Ok(value),
+            Done::Written(_) => unreachable!("a read answers with a value"),
+        }
+    }
+
+    /// One attempt of `op` on `route`.
+    async fn attempt_op(&self, route: &Route, op: Op<'_>) -> Attempt<Done> {
+        match op {
+            Op::Write { key, value } => self.attempt(route, key, value).await.map(Done::Written),
+            Op::Read { key } => self.read_attempt(route, key).await.map(Done::Read),
+        }
+    }
+
+    /// One `FCALL_RO standby_read` on `route`.
+    async fn read_attempt(&self, route: &Route, key: &str) -> Attempt<Option<String>> {
+        let address = &route.address;
+        let mut con = match self.connection(address).await {
+            Ok(con) => con,
+            Err(e) => return Attempt::Unreachable(format!("{} ({address}): {e}", route.node)),
+        };
+        let reply: redis::RedisResult<(Option<String>, i64)> = redis::cmd("FCALL_RO")
+            .arg("standby_read")
+            .arg(1)
+            .arg(key)
+            .arg(route.epoch.0)
+            .query_async(&mut con)
+            .await;
+        match reply {
+            Ok((value, _left_ms)) => Attempt::Acked(value),
+            Err(e) => self.failed(route, e),
+        }
     }
 
     /// One `FCALL standby_write` on `route`, judged against the lease its reply reports.
@@ -316,18 +378,24 @@ impl Client {
                     node: route.node,
                 })
             }
-            // The server answered with an error: the library refuses before it writes.
-            Err(e) if e.code().is_some() => {
-                let code = e.code().unwrap_or_default();
+            Err(e) => self.failed(route, e),
+        }
+    }
+
+    /// What a call to `route` that failed with `e` came to.
+    fn failed<T>(&self, route: &Route, e: redis::RedisError) -> Attempt<T> {
+        match e.code() {
+            // The server answered with an error: the library refuses before it acts.
+            Some(code) => {
                 let text = match e.detail() {
                     Some(detail) => format!("{code} {detail}"),
                     None => code.to_string(),
                 };
                 Attempt::Rejected(text.trim().to_string())
             }
-            Err(e) => {
-                self.forget(address);
-                Attempt::Lost(format!("{} ({address}): {e}", route.node))
+            None => {
+                self.forget(&route.address);
+                Attempt::Lost(format!("{} ({}): {e}", route.node, route.address))
             }
         }
     }
@@ -384,7 +452,18 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
 /// Longer than any write waits: the race of a reply against a newer route ends with one.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
-impl Attempt {
+impl<T> Attempt<T> {
+    /// The same attempt, its success mapped by `f`.
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Attempt<U> {
+        match self {
+            Attempt::Acked(done) => Attempt::Acked(f(done)),
+            Attempt::Late(why) => Attempt::Late(why),
+            Attempt::Rejected(why) => Attempt::Rejected(why),
+            Attempt::Lost(why) => Attempt::Lost(why),
+            Attempt::Unreachable(why) => Attempt::Unreachable(why),
+        }
+    }
+
     /// Whether the node refused because it has not caught up with `epoch` yet: its epoch is
     /// older (`STALE_EPOCH n` or `FENCED n`, n < epoch: a backup fenced at bootstrap is
     /// promoted a heartbeat after the route is published), or its lease has not been granted

@@ -11,7 +11,10 @@
 //!   the EXEC call" in the log, and the writes gone, not even in the quarantine). Hence it
 //!   holds exactly the commands the library's writes (and its log trim) replicate as, and
 //!   cannot log in.
-//! - `reader` (no password): reads only. No plain write reaches the data unfenced.
+//! - `reader` (no password): reads only. Through the fence (`FCALL_RO standby_read`, which
+//!   runs TIME and GET as the caller: hence `+time`), a read is linearizable; its plain reads
+//!   (`+@read`, kept for inspection and for the tests' checks) are not: a deposed primary
+//!   answers them with what it had. No plain write reaches the data unfenced.
 //! - the writer: the library's writes (`FCALL standby_write`). ACL applies inside FCALL, so it
 //!   must hold the commands the library runs (`set del incr xadd time`); it could plain-write
 //!   if its credentials leaked: protect them.
@@ -28,7 +31,7 @@ pub fn acl_file(redis: &RedisConfig) -> std::io::Result<String> {
     let writer = redis.writer_password.read()?;
     Ok(format!(
         "user default off nopass ~* resetchannels -@all +multi +exec +set +del +incr +xadd +xtrim\n\
-         user reader on nopass ~* resetchannels -@all +@read +auth +hello +ping\n\
+         user reader on nopass ~* resetchannels -@all +@read +fcall_ro +time +auth +hello +ping\n\
          user {writer_user} on >{writer} ~* resetchannels -@all +@read +fcall +fcall_ro +time +set +del +incr +xadd +auth +hello +ping\n\
          user {agent_user} on >{agent} ~standby:* resetchannels -@all +fcall +fcall_ro +echo +time +get +xrange +xtrim +replicaof +function +info +ping +auth +hello +psync +replconf +sync\n",
         writer_user = redis.writer_user,

@@ -132,6 +132,21 @@ redis.register_function('standby_del', function(keys, args)
   return res
 end)
 
+-- keys: the key; args: epoch. A read answered only while this node may answer it
+-- linearizably: primary in exactly that epoch under an unexpired lease, by the same rule as
+-- a write (no other node can have been promoted, and taken a write, before the lease ends).
+-- A deposed primary, cut off from the controller but not from its users, refuses: it never
+-- serves a value the new primary has overwritten. Returns [value (nil if none), lease ms
+-- left]. No-writes, so FCALL_RO (and the reader user) may call it.
+redis.register_function{function_name = 'standby_read', flags = { 'no-writes' },
+  callback = function(keys, args)
+    local epoch, e = int_arg(args[1], 'epoch'); if e then return e end
+    local now = now_ms()
+    local why = refusal(epoch, now)
+    if why then return redis.error_reply(why) end
+    return { redis.call('GET', keys[1]), node.deadline - now }
+  end }
+
 -- [epoch, role, lsn, lease ms left (negative: expired), now ms, trimmed lsn]
 redis.register_function{function_name = 'standby_status', flags = { 'no-writes', 'allow-stale' },
   callback = function(keys, args)
