@@ -768,6 +768,9 @@ impl Checker<'_> {
                     history.holds.push((t, a.id, a.cluster, shards))
                 }
                 Event::Operator { approved, .. } => history.approvals.push((t, approved)),
+                Event::Alarm(AlarmEvent::Cleared { id, .. }) => {
+                    history.cleared.insert(*id, t);
+                }
                 _ => {}
             }
         }
@@ -865,7 +868,9 @@ impl Checker<'_> {
 
     /// Whether `shard`'s promotion out of `cluster`, owed by `deadline` for a failure from
     /// `start` to `stop`, was rightly held back for an operator: a promotion-held alarm
-    /// about it was raised by the deadline, and the shard was made primary somewhere (the
+    /// about it was raised by the deadline and still open at the start (raised for an
+    /// earlier failure of the same primary, which the controller never saw end: swarm seed
+    /// 57740, its cluster back for 148 ms), and the shard was made primary somewhere (the
     /// backup, or the old primary back) within `failover_within_ms` of its release, the
     /// operator's approval or the old primary's return, whichever came first. Nothing is owed
     /// while neither has come, nor when the run ends before the bound.
@@ -876,8 +881,9 @@ impl Checker<'_> {
         (start, stop): (Time, Option<Time>),
         deadline: Time,
     ) -> bool {
-        let hold = (history.holds.iter()).find(|(t, _, c, shards)| {
-            *t >= start && *t <= deadline && *c == cluster && shards.contains(&shard)
+        let open_at_start = |id: &u64| history.cleared.get(id).is_none_or(|&c| c >= start);
+        let hold = (history.holds.iter()).find(|(t, id, c, shards)| {
+            *t <= deadline && open_at_start(id) && *c == cluster && shards.contains(&shard)
         });
         let Some(&(held_at, id, _, _)) = hold else {
             return false;
@@ -1213,6 +1219,8 @@ struct History<'a> {
     second_alarms: Vec<(Time, Cluster, Option<Shard>)>,
     /// Promotion-held alarms: the id, the failed cluster, the shards held back.
     holds: Vec<(Time, u64, Cluster, Vec<Shard>)>,
+    /// When each alarm closed, by id.
+    cleared: BTreeMap<u64, Time>,
     /// The operator's approvals: when, and which alarms.
     approvals: Vec<(Time, &'a [u64])>,
 }

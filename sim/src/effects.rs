@@ -302,8 +302,10 @@ impl<'a> View<'a> {
         let sides = [from, to];
         let has = |want: &str| sides.map(|side| side.iter().any(|p| p == want));
         let [center, users] = ["config-center", "users"].map(has);
-        // `controller`, `controller/1`, `controller/leader`: replicas.
-        let controller = sides.map(|side| side.iter().any(|p| p.starts_with("controller")));
+        // `controller`, `controller/1`, `controller/leader`: replicas; so is `config-center`
+        // (every replica serves one: the world cuts the replicas themselves).
+        let replica = |p: &String| p.starts_with("controller") || p == "config-center";
+        let controller = sides.map(|side| side.iter().any(replica));
         let users = [0, 1].map(|i| users[i] || sides[i].iter().any(|p| p.starts_with("user/")));
         // Every replica serves a config center.
         let center = [0, 1].map(|i| center[i] || controller[i]);
