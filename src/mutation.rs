@@ -49,8 +49,10 @@ pub enum Mutation {
     /// Closes a first alarm as "nothing lost" the moment its cluster is made primary again,
     /// forgetting what its nodes quarantined when they rejoined in between (swarm seed 19023).
     ResumeForgetsRejoins,
-    /// A controller restarted mid-failover promotes a backup it has not heard from since,
-    /// on the grace its nodes get (swarm seed 1861).
+    /// Promotes a side not known to answer: a controller restarted mid-failover promotes a
+    /// backup it has not heard from since, on the grace its nodes get (swarm seed 1861), and
+    /// a side silent in the latest evaluation but not yet declared failed is promoted on its
+    /// declared state (swarm seed 96587).
     PromoteOnGrace,
     /// A controller restarted after declaring the primary failed, before its first alarm was
     /// out, presumes that primary available, and resumes it out of a double failure on the

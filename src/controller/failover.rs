@@ -226,6 +226,9 @@ impl Controller {
             // Available only on the grace of a restart: wait for answers, or its failure.
         } else if !self.leases_expired(&failover, now) {
             // The old primaries may still write: nothing moves before their leases end.
+        } else if checked && !self.answering(&failover, backup) {
+            // Not declared failed, but silent in the latest evaluation: wait for an answer,
+            // or for its failure to be declared.
         } else if self.promotion_allowed(index, now) {
             self.promote(index, backup, false, now);
         } else if self.may_take(&failover, failover.from) {
@@ -301,12 +304,32 @@ impl Controller {
     /// (or, for a node's failure, its node) is available and has answered since the restart.
     fn may_take(&self, failover: &Failover, cluster: Cluster) -> bool {
         let trusts_grace = crate::mutated!(self, RestartTrustsPrimary);
-        match failover.shard() {
+        let declared = match failover.shard() {
             None => {
                 self.health[&cluster].is_available()
                     && (trusts_grace || self.heard_from_enough(cluster))
             }
             Some(shard) => self.node_eligible(shard.node(cluster)),
+        };
+        declared && self.answering(failover, cluster)
+    }
+
+    /// Whether `cluster`'s side of the failover answered in the latest evaluation: its node,
+    /// or a ratio of its nodes above the threshold. A declared state lags by its debounce,
+    /// and a promotion goes only to a side that answers now (swarm seed 96587 of the gate's
+    /// release check: b/4, cut off from the controller but not yet declared failed by its
+    /// four node rounds, was made shard 4's primary, could be granted no lease, and was
+    /// failed over again half a second later).
+    fn answering(&self, failover: &Failover, cluster: Cluster) -> bool {
+        if crate::mutated!(self, PromoteOnGrace) {
+            return true; // The declared state, however stale, is enough.
+        }
+        match failover.shard() {
+            Some(shard) => !self.nodes[shard.node(cluster)].down,
+            None => {
+                let (up, total) = self.health[&cluster].last;
+                crate::params::cluster_available(up, total, self.params.ratio_threshold)
+            }
         }
     }
 
