@@ -141,9 +141,19 @@ pub fn require_redis_server() {
     );
 }
 
+/// A port free on loopback now, and never handed out before in this process: the kernel may
+/// give a port just released by one bind to the next, and tests running side by side each
+/// ask for several (`.ci/run` once got one port for a/0 and a/1).
 pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
