@@ -778,19 +778,15 @@ async fn enable_auth(endpoint: &str, password: &str) {
 /// replica's config, releases it, and b/1 takes the user's writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_held_promotion_survives_a_new_leader_and_is_released_through_etcd() {
-    use standby::client::{Client, ClientOptions};
-    use standby::types::UserId;
-    use std::sync::Mutex;
     let mut world = World::start_with("ha-gate", "promotion_lag_entries = 5\n").await;
     let (leader, _) = (world.leader(None, "a first leader", |s| steady(s, 1, "a"))).await;
     let (a1, b1) = (NodeId::new(Cluster::A, 1), NodeId::new(Cluster::B, 1));
-    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
-        .with_config_centers(world.centers());
-    let one = Arc::new(Client::start(options));
-    one.wait_for_route(SETTLE).await.expect("a first route");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    let FollowingWriter {
+        log,
+        stop,
+        task: writing,
+        ..
+    } = start_user_writing(1, world.centers()).await;
     acked(&log, 1, a1, 10).await;
     cut_replication(&world.servers.address(a1)).await;
     let cut = log.lock().unwrap().len();
@@ -812,11 +808,7 @@ async fn a_held_promotion_survives_a_new_leader_and_is_released_through_etcd() {
         "{status:?}"
     );
 
-    let promote = Command::new(env!("CARGO_BIN_EXE_standby"))
-        .args(["promote", "--config"])
-        .arg(&world.replicas[next].config)
-        .output()
-        .expect("standby promote runs");
+    let promote = standby_promote(&world.replicas[next].config);
     assert!(promote.status.success(), "{promote:?}");
     acked(&log, 2, b1, 1).await;
     world

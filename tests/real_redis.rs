@@ -374,7 +374,6 @@ async fn the_controller_fails_over_real_redis_and_the_old_primary_rejoins() {
 /// and the alarm closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_primary_server_fails_its_shard_over_alone() {
-    use standby::client::{Client, ClientOptions};
     let (dir, mut servers, config) = start_servers("real-shard").await;
     let controller = RunningController::start(config.clone()).await;
     let status_address = controller.status_address.clone();
@@ -389,13 +388,12 @@ async fn a_killed_primary_server_fails_its_shard_over_alone() {
     );
     // User 0 (shard 0, never moves) and user 1 (shard 1, moves) write every 5 ms.
     let zero = start_following_writer(controller.center.clone()).await;
-    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
-        .with_config_centers(vec![controller.center.clone()]);
-    let one = Arc::new(Client::start(options));
-    one.wait_for_route(SETTLE).await.expect("a first route");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    let FollowingWriter {
+        log,
+        stop,
+        task: writing,
+        ..
+    } = start_user_writing(1, vec![controller.center.clone()]).await;
     acked(&zero.log, 1, a0, 10).await;
     acked(&log, 1, a1, 10).await;
 
@@ -568,7 +566,6 @@ async fn a_killed_server_refuses_and_a_paused_one_is_silent() {
 /// operator runs it) releases it: b/1 takes the user's writes in epoch 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lagging_backup_is_promoted_only_when_the_operator_says_so() {
-    use standby::client::{Client, ClientOptions};
     let (dir, mut servers, config) = start_servers("real-gate").await;
     let file = dir.join("controller.toml");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -583,13 +580,12 @@ async fn a_lagging_backup_is_promoted_only_when_the_operator_says_so() {
     })
     .await;
     let (a1, b1) = (NodeId::new(Cluster::A, 1), NodeId::new(Cluster::B, 1));
-    let options = ClientOptions::new(String::new(), UserId(1), WRITER.0, WRITER.1)
-        .with_config_centers(vec![controller.center.clone()]);
-    let one = Arc::new(Client::start(options));
-    one.wait_for_route(SETTLE).await.expect("a first route");
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writing = tokio::spawn(write_continuously(one.clone(), log.clone(), stop.clone()));
+    let FollowingWriter {
+        log,
+        stop,
+        task: writing,
+        ..
+    } = start_user_writing(1, vec![controller.center.clone()]).await;
     acked(&log, 1, a1, 10).await;
     cut_replication(&servers.address(a1)).await;
     let cut = log.lock().unwrap().len();
@@ -614,11 +610,7 @@ async fn a_lagging_backup_is_promoted_only_when_the_operator_says_so() {
         "{status:?}"
     );
 
-    let promote = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
-        .args(["promote", "--config"])
-        .arg(&file)
-        .output()
-        .expect("standby promote runs");
+    let promote = standby_promote(&file);
     let said = String::from_utf8_lossy(&promote.stdout);
     assert!(promote.status.success(), "{promote:?}");
     assert!(said.contains("approved promotion-held alarm"), "{said}");
@@ -629,11 +621,7 @@ async fn a_lagging_backup_is_promoted_only_when_the_operator_says_so() {
     })
     .await;
     // Nothing left to approve: the command says so and fails.
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
-        .args(["promote", "--config"])
-        .arg(&file)
-        .output()
-        .expect("standby promote runs");
+    let again = standby_promote(&file);
     let why = String::from_utf8_lossy(&again.stderr);
     assert!(
         !again.status.success() && why.contains("no promotion-held alarm"),

@@ -428,15 +428,27 @@ pub async fn start_following_writer(center: String) -> FollowingWriter {
 /// As [`start_following_writer`], following every config center in `centers` (one per
 /// controller replica).
 pub async fn start_following_writer_on(centers: Vec<String>) -> FollowingWriter {
+    start_user_writing(0, centers).await
+}
+
+/// Starts user `user`'s client on every config center in `centers`, checks that its first
+/// route is its shard's node in `a` (user `i` is on shard `i`, three users) in epoch 1, and
+/// starts it writing every 5 ms.
+pub async fn start_user_writing(user: u32, centers: Vec<String>) -> FollowingWriter {
     use standby::client::{Client, ClientOptions};
-    let options = ClientOptions::new(String::new(), standby::types::UserId(0), WRITER.0, WRITER.1)
-        .with_config_centers(centers);
+    let options = ClientOptions::new(
+        String::new(),
+        standby::types::UserId(user),
+        WRITER.0,
+        WRITER.1,
+    )
+    .with_config_centers(centers);
     let client = std::sync::Arc::new(Client::start(options));
     let first = client.wait_for_route(SETTLE).await.expect("a first route");
-    let a0 = NodeId::new(Cluster::A, 0);
+    let home = NodeId::new(Cluster::A, user as u16);
     assert_eq!(
         (first.epoch, first.node),
-        (standby::types::Epoch(1), a0),
+        (standby::types::Epoch(1), home),
         "{first:?}"
     );
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -452,6 +464,16 @@ pub async fn start_following_writer_on(centers: Vec<String>) -> FollowingWriter 
         stop,
         task,
     }
+}
+
+/// Runs `standby promote --config <config>` (the binary, as an operator does) and returns
+/// what it did.
+pub fn standby_promote(config: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_standby"))
+        .args(["promote", "--config"])
+        .arg(config)
+        .output()
+        .expect("standby promote runs")
 }
 
 /// Breaks the replication of the shard `address` is primary of: its agent user may no longer
